@@ -1,0 +1,3 @@
+from spiffctl.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""THE table: which bin script each role runs and what it needs before it may start.
+
+``run``, ``doctor``, ``healthcheck`` and the all-in-one supervisor read this table and nothing
+else, so adding a role or a dependency is one edit here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from spiffctl.errors import ConfigError
+
+SCHEDULER_IN_APP = "SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP"
+CELERY_ENABLED = "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"
+
+
+class Need(str, Enum):
+    """A dependency kind a role must reach before its script may start."""
+
+    DATABASE = "database"
+    BROKER = "broker"
+    RESULT_BACKEND = "result backend"  # only when SPIFFWORKFLOW_BACKEND_CELERY_RESULT_BACKEND is set
+
+
+class Health(str, Enum):
+    """How ``spiffctl healthcheck`` decides a container of this role is healthy."""
+
+    HTTP_STATUS = "GET /v1.0/status answers ok"
+    LEASE_STATE = "runner state file is fresh"
+    WORKER = "worker process alive and broker answers"
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    script: str  # relative to the backend root, which is also the child's cwd
+    needs: tuple[Need, ...]
+    health: Health
+    requires_celery: bool = False
+    # At most one process of this role may run across all replicas: guarded by the Redis lease.
+    singleton: bool = False
+    # Forced into the child's environment. The scheduler-in-app switch must be off in every
+    # split role: otherwise each gunicorn worker (and the Background itself) starts a scheduler.
+    env: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+
+
+_NO_SCHEDULER_IN_APP = {SCHEDULER_IN_APP: "false"}
+
+ROLES: dict[str, Role] = {
+    "api": Role(
+        name="api",
+        script="bin/boot_server_in_docker",
+        needs=(Need.DATABASE,),
+        health=Health.HTTP_STATUS,
+        env=_NO_SCHEDULER_IN_APP,
+        summary="HTTP API (gunicorn + uvicorn workers)",
+    ),
+    "background": Role(
+        name="background",
+        script="bin/start_blocking_apscheduler",
+        needs=(Need.DATABASE,),
+        health=Health.LEASE_STATE,
+        singleton=True,
+        env=_NO_SCHEDULER_IN_APP,
+        summary="the one APScheduler process (timers, messages, stale locks)",
+    ),
+    "worker": Role(
+        name="worker",
+        script="bin/start_celery_worker",
+        needs=(Need.DATABASE, Need.BROKER, Need.RESULT_BACKEND),
+        health=Health.WORKER,
+        requires_celery=True,
+        env=_NO_SCHEDULER_IN_APP,
+        summary="Celery worker processing process instances",
+    ),
+}
+
+ALL = "all"
+ROLE_NAMES = tuple(ROLES)
+ROLE_CHOICES = (*ROLE_NAMES, ALL)
+
+# Defaults the backend image sets globally; outside it, `uv run` without UV_NO_SYNC tries to
+# re-sync the project (and fails offline), so the child gets it unless the operator chose.
+CHILD_ENV_DEFAULTS = {"UV_NO_SYNC": "true"}
+
+
+def get_role(name: str, *, allow_all: bool = False) -> Role | None:
+    """The role called ``name``; ``None`` for ``all`` when allowed. Unknown names are a config error."""
+    choices = ROLE_CHOICES if allow_all else ROLE_NAMES
+    if name not in choices:
+        raise ConfigError(f"--role / SPIFFCTL_ROLE: unknown role {name!r}; use one of {', '.join(choices)}")
+    return None if name == ALL else ROLES[name]
+
+
+def roles_for(name: str, *, celery_enabled: bool) -> list[Role]:
+    """The roles that ``name`` stands for: one role, or every role that runs in this install."""
+    role = get_role(name, allow_all=True)
+    if role is not None:
+        return [role]
+    return [r for r in ROLES.values() if celery_enabled or not r.requires_celery]

@@ -1,0 +1,490 @@
+"""Environment -> typed settings, with the backend's own semantics and the traps it misses.
+
+Everything here mirrors what spiffworkflow-backend does at ``create_app`` time:
+
+* an empty variable counts as unset;
+* booleans are ``true`` / ``false`` in any case (the backend keeps any other string, which is
+  truthy, so ``CELERY_ENABLED=no`` would *enable* Celery there: we refuse it instead);
+* the database type comes from the URI scheme (part before ``+``, ``postgresql`` -> ``postgres``)
+  and otherwise from ``SPIFFWORKFLOW_BACKEND_DATABASE_TYPE``, default ``mysql``;
+* without a URI the backend derives one per type with database ``spiffworkflow_backend_<ENV>``.
+
+:func:`load` never raises for a rule violation: it collects :class:`Problem` records so that
+``run`` can print them all at once and ``doctor`` can show each as a check. It raises only when
+the environment cannot even be read (``*_FILE`` secrets).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from spiffctl.redact import Redactor, env_secrets, redact_url
+from spiffctl.roles import CELERY_ENABLED, SCHEDULER_IN_APP, Need, Role
+from spiffctl.secrets import resolve_file_secrets
+
+P = "SPIFFWORKFLOW_BACKEND_"
+DATABASE_URI = P + "DATABASE_URI"
+DATABASE_TYPE = P + "DATABASE_TYPE"
+DATABASE_PASSWORD = P + "DATABASE_PASSWORD"
+BACKEND_ENV = P + "ENV"
+BROKER_URL = P + "CELERY_BROKER_URL"
+RESULT_BACKEND = P + "CELERY_RESULT_BACKEND"
+SQS_URL = P + "CELERY_SQS_URL"
+S3_BUCKET = P + "CELERY_RESULT_S3_BUCKET"
+BACKFILL = P + "PROCESS_INSTANCE_METADATA_BACKFILL_ENABLED"
+EVENT_NOTIFIER = P + "EVENT_NOTIFIER_PROCESS_MODEL"
+SECRET_KEY = "FLASK_SESSION_SECRET_KEY"
+BPMN_DIR = P + "BPMN_SPEC_ABSOLUTE_DIR"
+PORT = P + "PORT"
+PATH_PREFIX = P + "WSGI_PATH_PREFIX"
+APPLICATION_ROOT = P + "APPLICATION_ROOT"
+CONNECTOR_PROXY_URL = P + "CONNECTOR_PROXY_URL"
+
+DEFAULT_ENV = "local_development"
+DEFAULT_BROKER = "redis://localhost"
+DEFAULT_PORT = 7000
+DATABASE_TYPES = ("mysql", "postgres", "sqlite")
+BACKEND_MARKER = "bin/boot_server_in_docker"
+
+# scheme -> probe kind, per place a URL can appear.
+_DB_SCHEMES = {"mysql": "mysql", "postgresql": "postgres", "sqlite": "sqlite"}
+_BACKEND_DRIVERS = {"mysql": {"", "mysqldb"}, "postgresql": {"", "psycopg2"}, "sqlite": {"", "pysqlite"}}
+_BROKER_SCHEMES = {
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "amqp",
+    "amqps": "amqp",
+    "pyamqp": "amqp",
+    "sqs": "sqs",
+}
+_RESULT_SCHEMES = {"redis": "redis", "rediss": "redis", "rpc": "rpc", "s3": "s3"}
+
+Severity = Literal["error", "warning"]
+Getter = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration finding: which variable, what is wrong, how to fix it."""
+
+    variable: str
+    message: str
+    fix: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.message}; {self.fix}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A dependency to reach: what kind of server, at which URL, configured by which variable.
+
+    ``url`` may hold a password; show :attr:`display` instead.
+    """
+
+    need: Need
+    kind: str  # probe kind: postgres, mysql, sqlite, redis, amqp, sqs, rpc, s3
+    url: str
+    variable: str
+
+    @property
+    def display(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: dict[str, str]  # the resolved environment a child receives (secrets files applied)
+    backend_dir: Path
+    backend_env: str
+    database_type: str
+    database_type_source: str  # the variable that decided it, or "default"
+    celery_enabled: bool
+    endpoints: dict[Need, Endpoint]
+    problems: tuple[Problem, ...]
+    redactor: Redactor = field(repr=False)
+
+    def endpoint(self, need: Need) -> Endpoint | None:
+        return self.endpoints.get(need)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def flag(self, name: str) -> bool:
+        """A backend boolean; invalid values were already reported as problems and read as false."""
+        return _parse_bool(self.env.get(name)) is True
+
+    @property
+    def port(self) -> int:
+        value = self.env.get(PORT) or ""
+        return int(value) if value.isdigit() and 0 < int(value) < 65536 else DEFAULT_PORT
+
+    @property
+    def status_path(self) -> str:
+        prefix = (self.env.get(PATH_PREFIX) or "").strip("/")
+        return f"/{prefix}/v1.0/status" if prefix else "/v1.0/status"
+
+
+def default_backend_dir(cwd: Path | None = None) -> Path:
+    """``/app`` when it holds the backend (its image), else the current directory."""
+    app = Path("/app")
+    if (app / BACKEND_MARKER).exists():
+        return app
+    return cwd or Path.cwd()
+
+
+def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = None) -> Settings:
+    """Read the environment the way the backend would, collecting every problem found."""
+    raw = dict(os.environ if environ is None else environ)
+    env, file_secrets = resolve_file_secrets(raw)
+    backend = (backend_dir or default_backend_dir()).resolve()
+    redactor = Redactor(file_secrets | env_secrets(env))
+    problems: list[Problem] = []
+
+    def get(name: str) -> str | None:
+        # The backend treats an empty variable exactly like an unset one.
+        return env.get(name) or None
+
+    def boolean(name: str) -> bool:
+        value = get(name)
+        parsed = _parse_bool(value)
+        if parsed is None and value is not None:
+            problems.append(
+                Problem(
+                    name,
+                    f"{value!r} is not a boolean (the backend would treat it as true)",
+                    f"set {name}=true or {name}=false",
+                )
+            )
+        return bool(parsed)
+
+    backend_env = get(BACKEND_ENV) or DEFAULT_ENV
+    celery = boolean(CELERY_ENABLED)
+    endpoints: dict[Need, Endpoint] = {}
+
+    db_type, db_source, db_endpoint = _database(get, backend_env, backend, problems)
+    if db_endpoint:
+        endpoints[Need.DATABASE] = db_endpoint
+
+    if celery:
+        broker = _broker(get, problems)
+        if broker:
+            endpoints[Need.BROKER] = broker
+        result = _result_backend(get, problems)
+        if result:
+            endpoints[Need.RESULT_BACKEND] = result
+    else:
+        for name in (BACKFILL,):
+            if boolean(name):
+                problems.append(
+                    Problem(name, "needs Celery, which is disabled", f"set {CELERY_ENABLED}=true or unset {name}")
+                )
+        if get(EVENT_NOTIFIER):
+            problems.append(
+                Problem(
+                    EVENT_NOTIFIER,
+                    "needs Celery, which is disabled",
+                    f"set {CELERY_ENABLED}=true or unset {EVENT_NOTIFIER}",
+                )
+            )
+
+    for name in (SECRET_KEY, BPMN_DIR):
+        if not get(name):
+            fix = (
+                "set it to a long random string (or use FLASK_SESSION_SECRET_KEY_FILE)"
+                if name == SECRET_KEY
+                else "set it to the absolute path of the process-model folder"
+            )
+            problems.append(Problem(name, "is not set; the backend refuses to start without it", fix))
+
+    port = get(PORT)
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        problems.append(Problem(PORT, f"{port!r} is not a TCP port", "set a number from 1 to 65535"))
+    app_root = get(APPLICATION_ROOT)
+    if app_root and app_root != "/":
+        problems.append(
+            Problem(
+                APPLICATION_ROOT,
+                "was renamed; the API script exits when it is set",
+                f"use {PATH_PREFIX} instead and unset {APPLICATION_ROOT}",
+            )
+        )
+    if boolean(SCHEDULER_IN_APP):
+        problems.append(
+            Problem(
+                SCHEDULER_IN_APP,
+                "is true, which starts a scheduler inside every API worker and the Background too",
+                "spiffctl sets it to false for every role (the Background role is the only scheduler); "
+                "unset it to silence this",
+                "warning",
+            )
+        )
+
+    return Settings(
+        env=env,
+        backend_dir=backend,
+        backend_env=backend_env,
+        database_type=db_type,
+        database_type_source=db_source,
+        celery_enabled=celery,
+        endpoints=endpoints,
+        problems=tuple(problems),
+        redactor=redactor,
+    )
+
+
+def role_problems(settings: Settings, role: Role) -> list[Problem]:
+    """Problems that only matter for ``role`` (on top of :attr:`Settings.problems`)."""
+    out: list[Problem] = []
+    if role.requires_celery and not settings.celery_enabled:
+        out.append(
+            Problem(
+                CELERY_ENABLED,
+                f"is not true, so there is nothing for the {role.name} role to do",
+                f"set {CELERY_ENABLED}=true for every role (api, background and worker alike) or do not run a worker",
+            )
+        )
+    return out
+
+
+def _parse_bool(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return False
+    low = value.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    return None
+
+
+def _scheme(url: str) -> tuple[str, str]:
+    """(scheme, driver) of ``mysql+pymysql://...`` -> ("mysql", "pymysql")."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    base, _, driver = scheme.partition("+")
+    return base, driver
+
+
+def _check_url(variable: str, url: str, problems: list[Problem], *, needs_host: bool = True) -> bool:
+    """Malformed URLs become problems here, so probes can trust what they are given."""
+    shown = redact_url(url)
+    if "://" not in url:
+        problems.append(
+            Problem(variable, f"{shown!r} is not a URL", "write it as scheme://user:password@host:port/name")
+        )
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        problems.append(
+            Problem(
+                variable,
+                f"{shown!r} is malformed ({redact_url(str(e))})",
+                "check the host and port; percent-encode special characters in the password",
+            )
+        )
+        return False
+    if needs_host and not parts.hostname and "host=" not in parts.query:
+        problems.append(
+            Problem(variable, f"{shown!r} has no host", "write it as scheme://user:password@host:port/name")
+        )
+        return False
+    return True
+
+
+def _database(
+    get: Getter,
+    backend_env: str,
+    backend: Path,
+    problems: list[Problem],
+) -> tuple[str, str, Endpoint | None]:
+    uri = get(DATABASE_URI)
+    type_var = get(DATABASE_TYPE)
+    if uri:
+        scheme, driver = _scheme(uri)
+        db_type = "postgres" if scheme == "postgresql" else scheme
+        source = DATABASE_URI
+        if scheme == "postgres":
+            problems.append(
+                Problem(
+                    DATABASE_URI,
+                    "uses the scheme postgres://, which SQLAlchemy 2 does not know",
+                    "write postgresql:// instead",
+                )
+            )
+            return db_type, source, None
+        if scheme == "mariadb":
+            problems.append(
+                Problem(
+                    DATABASE_URI,
+                    "uses the scheme mariadb://, which the backend rejects",
+                    "write mysql:// (MariaDB speaks the MySQL protocol)",
+                )
+            )
+            return db_type, source, None
+        if scheme not in _DB_SCHEMES:
+            problems.append(
+                Problem(
+                    DATABASE_URI,
+                    f"has an unsupported scheme {scheme + '://' if scheme else '(none)'}",
+                    "use postgresql://, mysql:// or sqlite:///",
+                )
+            )
+            return db_type or "unknown", source, None
+        if driver not in _BACKEND_DRIVERS[scheme]:
+            problems.append(
+                Problem(
+                    DATABASE_URI,
+                    f"names the driver {driver!r}, which the backend image does not ship",
+                    f"write {scheme}:// (the backend uses its own driver)",
+                    "warning",
+                )
+            )
+        if type_var and type_var != db_type:
+            problems.append(
+                Problem(
+                    DATABASE_TYPE,
+                    f"says {type_var!r} but {DATABASE_URI} is {db_type}; the URI wins",
+                    f"unset {DATABASE_TYPE} or make it match",
+                    "warning",
+                )
+            )
+        if scheme == "sqlite":
+            return db_type, source, Endpoint(Need.DATABASE, "sqlite", _sqlite_absolute(uri, backend), DATABASE_URI)
+        if not _check_url(DATABASE_URI, uri, problems):
+            return db_type, source, None
+        return db_type, source, Endpoint(Need.DATABASE, _DB_SCHEMES[scheme], uri, DATABASE_URI)
+
+    db_type = type_var or "mysql"
+    source = DATABASE_TYPE if type_var else "default"
+    if db_type not in DATABASE_TYPES:
+        problems.append(
+            Problem(
+                DATABASE_TYPE,
+                f"{db_type!r} is not a database type",
+                "set it to mysql, postgres or sqlite (or set SPIFFWORKFLOW_BACKEND_DATABASE_URI)",
+            )
+        )
+        return db_type, source, None
+    if not type_var:
+        problems.append(
+            Problem(
+                DATABASE_TYPE,
+                "is not set, so the backend defaults to mysql at root@127.0.0.1",
+                f"set {DATABASE_URI} (or {DATABASE_TYPE}) explicitly",
+                "warning",
+            )
+        )
+    name = f"spiffworkflow_backend_{backend_env}"
+    if db_type == "sqlite":
+        url = f"sqlite:///{backend / 'src' / 'instance' / f'db_{backend_env}.sqlite3'}"
+        return db_type, source, Endpoint(Need.DATABASE, "sqlite", url, f"{DATABASE_TYPE} (derived)")
+    if db_type == "postgres":
+        url = f"postgresql://spiffworkflow_backend:spiffworkflow_backend@localhost:5432/{name}"
+        return db_type, source, Endpoint(Need.DATABASE, "postgres", url, f"{DATABASE_TYPE} (derived)")
+    from urllib.parse import quote
+
+    password = quote(get(DATABASE_PASSWORD) or "", safe="")
+    url = f"mysql+mysqldb://root:{password}@127.0.0.1/{name}"
+    return db_type, source, Endpoint(Need.DATABASE, "mysql", url, f"{DATABASE_TYPE} (derived)")
+
+
+def _sqlite_absolute(uri: str, backend: Path) -> str:
+    """SQLAlchemy reads ``sqlite:///rel`` relative to the cwd, which is the backend root."""
+    path = uri.split("://", 1)[1]
+    path = path[1:] if path.startswith("/") else path  # sqlite:///x -> "x"; sqlite:////abs -> "/abs"
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:":
+        return "sqlite://"
+    p = Path(path)
+    return f"sqlite:///{p if p.is_absolute() else backend / p}"
+
+
+def _broker(get: Getter, problems: list[Problem]) -> Endpoint | None:
+    url = get(BROKER_URL) or DEFAULT_BROKER
+    scheme, _ = _scheme(url)
+    kind = _BROKER_SCHEMES.get(scheme)
+    if kind is None:
+        problems.append(
+            Problem(
+                BROKER_URL,
+                f"has an unsupported scheme {scheme + '://' if scheme else '(none)'}",
+                "use redis://, rediss://, amqp:// (RabbitMQ) or sqs://",
+            )
+        )
+        return None
+    if kind == "sqs":
+        if not get(SQS_URL):
+            problems.append(
+                Problem(
+                    SQS_URL,
+                    "is not set but the broker is SQS; the backend raises at start",
+                    "set it to the queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
+                )
+            )
+            return None
+        return Endpoint(Need.BROKER, "sqs", get(SQS_URL) or "", SQS_URL)
+    if not _check_url(BROKER_URL, url, problems):
+        return None
+    return Endpoint(Need.BROKER, kind, url, BROKER_URL)
+
+
+def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
+    url = get(RESULT_BACKEND)
+    if not url:
+        return None
+    scheme, _ = _scheme(url)
+    if scheme.startswith("db+"):
+        inner = url[3:]
+        inner_scheme, _ = _scheme(inner)
+        kind = _DB_SCHEMES.get(inner_scheme)
+        if kind and kind != "sqlite" and _check_url(RESULT_BACKEND, inner, problems):
+            return Endpoint(Need.RESULT_BACKEND, kind, inner, RESULT_BACKEND)
+        if kind == "sqlite":
+            return None
+        problems.append(
+            Problem(
+                RESULT_BACKEND,
+                f"has an unsupported database {inner_scheme or '(none)'}",
+                "use db+postgresql:// or db+mysql://, or unset it (results are ignored)",
+            )
+        )
+        return None
+    kind = _RESULT_SCHEMES.get(scheme)
+    if kind is None:
+        problems.append(
+            Problem(
+                RESULT_BACKEND,
+                f"uses {scheme or '(no scheme)'}, which spiffctl cannot check",
+                "it is optional (results are ignored); unset it unless you need it",
+                "warning",
+            )
+        )
+        return None
+    if kind == "s3" and not get(S3_BUCKET):
+        problems.append(
+            Problem(
+                S3_BUCKET,
+                "is not set but the result backend is s3://",
+                "set the bucket name, or unset the result backend (results are ignored)",
+            )
+        )
+        return None
+    if kind in ("rpc", "s3"):
+        # rpc:// rides on the broker, which is checked anyway; S3 needs AWS credentials to probe.
+        return None
+    if not _check_url(RESULT_BACKEND, url, problems):
+        return None
+    return Endpoint(Need.RESULT_BACKEND, kind, url, RESULT_BACKEND)
