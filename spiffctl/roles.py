@@ -6,10 +6,9 @@ else, so adding a role or a dependency is one edit here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-
-from spiffctl.errors import ConfigError
 
 SCHEDULER_IN_APP = "SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP"
 CELERY_ENABLED = "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"
@@ -86,11 +85,18 @@ ROLE_CHOICES = (*ROLE_NAMES, ALL)
 CHILD_ENV_DEFAULTS = {"UV_NO_SYNC": "true"}
 
 
+def overrides(env: Mapping[str, str], role: Role) -> list[tuple[str, str, str]]:
+    """(variable, operator's value, forced value) for each forced value that contradicts the operator."""
+    return [
+        (name, env[name], value) for name, value in role.env.items() if env.get(name) and env[name].lower() != value
+    ]
+
+
 def get_role(name: str, *, allow_all: bool = False) -> Role | None:
     """The role called ``name``; ``None`` for ``all`` when allowed. Unknown names are a config error."""
     choices = ROLE_CHOICES if allow_all else ROLE_NAMES
     if name not in choices:
-        raise ConfigError(f"--role / SPIFFCTL_ROLE: unknown role {name!r}; use one of {', '.join(choices)}")
+        raise SpiffctlError(f"--role / SPIFFCTL_ROLE: unknown role {name!r}; use one of {', '.join(choices)}", USAGE)
     return None if name == ALL else ROLES[name]
 
 

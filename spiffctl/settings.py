@@ -46,6 +46,8 @@ APPLICATION_ROOT = P + "APPLICATION_ROOT"
 CONNECTOR_PROXY_URL = P + "CONNECTOR_PROXY_URL"
 
 DEFAULT_ENV = "local_development"
+# Where a derived database URI "comes from": the variable an operator sets to change it.
+DERIVED = f"{DATABASE_URI} (unset; derived from {DATABASE_TYPE})"
 DEFAULT_BROKER = "redis://localhost"
 DEFAULT_PORT = 7000
 DATABASE_TYPES = ("mysql", "postgres", "sqlite")
@@ -88,7 +90,7 @@ class Endpoint:
     ``url`` may hold a password; show :attr:`display` instead.
     """
 
-    need: Need
+    need: Need | None  # None for endpoints no role needs (connector proxy, API status)
     kind: str  # probe kind: postgres, mysql, sqlite, redis, amqp, sqs, rpc, s3
     url: str
     variable: str
@@ -220,16 +222,7 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
                 f"use {PATH_PREFIX} instead and unset {APPLICATION_ROOT}",
             )
         )
-    if boolean(SCHEDULER_IN_APP):
-        problems.append(
-            Problem(
-                SCHEDULER_IN_APP,
-                "is true, which starts a scheduler inside every API worker and the Background too",
-                "spiffctl sets it to false for every role (the Background role is the only scheduler); "
-                "unset it to silence this",
-                "warning",
-            )
-        )
+    boolean(SCHEDULER_IN_APP)  # validated here; the role table forces it off (see roles.overrides)
 
     return Settings(
         env=env,
@@ -390,15 +383,15 @@ def _database(
     name = f"spiffworkflow_backend_{backend_env}"
     if db_type == "sqlite":
         url = f"sqlite:///{backend / 'src' / 'instance' / f'db_{backend_env}.sqlite3'}"
-        return db_type, source, Endpoint(Need.DATABASE, "sqlite", url, f"{DATABASE_TYPE} (derived)")
+        return db_type, source, Endpoint(Need.DATABASE, "sqlite", url, DERIVED)
     if db_type == "postgres":
         url = f"postgresql://spiffworkflow_backend:spiffworkflow_backend@localhost:5432/{name}"
-        return db_type, source, Endpoint(Need.DATABASE, "postgres", url, f"{DATABASE_TYPE} (derived)")
+        return db_type, source, Endpoint(Need.DATABASE, "postgres", url, DERIVED)
     from urllib.parse import quote
 
     password = quote(get(DATABASE_PASSWORD) or "", safe="")
     url = f"mysql+mysqldb://root:{password}@127.0.0.1/{name}"
-    return db_type, source, Endpoint(Need.DATABASE, "mysql", url, f"{DATABASE_TYPE} (derived)")
+    return db_type, source, Endpoint(Need.DATABASE, "mysql", url, DERIVED)
 
 
 def _sqlite_absolute(uri: str, backend: Path) -> str:

@@ -1,0 +1,1 @@
+"""One module per CLI command; :mod:`spiffctl.cli` only wires them."""

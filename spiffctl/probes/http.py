@@ -1,0 +1,47 @@
+"""HTTP(S): one GET; 2xx is ok. Used for the connector proxy's liveness and the API's status."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from spiffctl.probes import Outcome, classify_exception, ok, permanent, transient
+from spiffctl.settings import Endpoint
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a probe reports what the URL itself answers
+
+
+def get(url: str, timeout: float) -> tuple[int, bytes]:
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return resp.status, resp.read(65536)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(65536) if e.fp else b""
+
+
+def check(endpoint: Endpoint, timeout: float) -> Outcome:
+    try:
+        status, body = get(endpoint.url, timeout)
+    except urllib.error.URLError as e:
+        reason = e.reason
+        return classify_exception(reason) if isinstance(reason, BaseException) else transient(str(reason))
+    except (OSError, ValueError) as e:
+        return classify_exception(e)
+    if 200 <= status < 300:
+        return ok(f"HTTP {status}", status=str(status), body=body.decode("utf-8", "replace"))
+    if status >= 500:
+        return transient(f"HTTP {status}")
+    return permanent(f"HTTP {status}")
+
+
+def status_ok(body: str) -> bool:
+    """The backend's ``/v1.0/status`` answers ``{"ok": true, ...}`` once the DB and schema are there."""
+    try:
+        return json.loads(body).get("ok") is True
+    except (ValueError, AttributeError):
+        return False

@@ -1,0 +1,62 @@
+"""spiffctl's private runtime folder: what ``run`` leaves for ``healthcheck`` and ``status``.
+
+One folder per container (``SPIFFCTL_RUN_DIR``, default ``/tmp/spiffctl-<uid>``), mode 0700,
+files 0600, written atomically (write + rename) so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RUN_DIR_VAR = "SPIFFCTL_RUN_DIR"
+ROLE_FILE = "role"
+
+
+def run_dir(env: Mapping[str, str] | None = None, *, create: bool = True) -> Path:
+    env = os.environ if env is None else env
+    path = Path(env.get(RUN_DIR_VAR) or f"{tempfile.gettempdir()}/spiffctl-{os.getuid()}")
+    if create:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    write_text(path, json.dumps(data, sort_keys=True))
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remember_role(role: str, env: Mapping[str, str] | None = None) -> None:
+    """Record the role this container runs, so ``healthcheck`` needs no flag."""
+    try:
+        write_text(run_dir(env) / ROLE_FILE, role + "\n")
+    except OSError:
+        pass  # a read-only /tmp must not stop the role; healthcheck then needs --role
+
+
+def remembered_role(env: Mapping[str, str] | None = None) -> str | None:
+    try:
+        return (run_dir(env, create=False) / ROLE_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None

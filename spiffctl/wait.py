@@ -1,0 +1,88 @@
+"""Bounded waiting for dependencies: short capped backoff, progress lines, transient vs permanent.
+
+The backoff is capped low (a quarter second) because the goal is to start the role within half
+a second of its dependency becoming ready; a probe against a down local port costs almost
+nothing, so polling fast is cheap. Progress lines are rate-limited so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+from spiffctl import probes
+from spiffctl.errors import UnavailableError
+from spiffctl.probes import Status
+from spiffctl.redact import Redactor
+from spiffctl.settings import Endpoint
+
+FIRST_DELAY = 0.05
+MAX_DELAY = 0.25
+PROGRESS_EVERY = 3.0
+# One attempt may take this long at most; a single check (timeout 0) gets the longer bound.
+ATTEMPT_TIMEOUT = 2.0
+SINGLE_CHECK_TIMEOUT = 5.0
+
+Say = Callable[[str], None]
+
+
+def describe(endpoint: Endpoint) -> str:
+    """``database (postgres at db:5432/spiff)``: what and where, never a password."""
+    if endpoint.kind == "sqlite":
+        where = endpoint.url.split("://", 1)[1][1:] or ":memory:"
+    else:
+        try:
+            parts = urlsplit(endpoint.url)
+            host = parts.hostname or "localhost"
+            where = f"{host}:{parts.port}" if parts.port else host
+            if parts.path not in ("", "/"):
+                where += parts.path
+        except ValueError:
+            where = endpoint.display
+    what = endpoint.need.value if endpoint.need else endpoint.kind
+    return f"{what} ({endpoint.kind} at {where})"
+
+
+def wait_for(
+    endpoints: Sequence[Endpoint],
+    timeout: float,
+    *,
+    say: Say,
+    redactor: Redactor,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once every endpoint answers; raise :class:`UnavailableError` otherwise.
+
+    ``timeout`` is the total for all endpoints together (0: check each once). A permanent
+    failure raises at once: a wrong password will not become right by waiting.
+    """
+    started = clock()
+    deadline = started + timeout
+    for endpoint in endpoints:
+        delay = FIRST_DELAY
+        last_progress = started
+        while True:
+            remaining = deadline - clock()
+            attempt = SINGLE_CHECK_TIMEOUT if timeout == 0 else min(ATTEMPT_TIMEOUT, max(remaining, 0.5))
+            outcome = probes.check(endpoint, attempt)
+            if outcome.ok:
+                break
+            detail = redactor(outcome.detail)
+            if outcome.status is Status.PERMANENT:
+                raise UnavailableError(f"{describe(endpoint)} refused: {detail}; check {endpoint.variable}")
+            now = clock()
+            if now + delay >= deadline:
+                raise UnavailableError(
+                    f"{describe(endpoint)} not ready after {_secs(now - started)} s: {detail}; "
+                    f"check that it runs and {endpoint.variable} points at it, or raise --wait-timeout"
+                )
+            if now - last_progress >= PROGRESS_EVERY:
+                say(f"waiting for {describe(endpoint)}: {detail} ({_secs(now - started)} s of {_secs(timeout)} s)")
+                last_progress = now
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+
+
+def _secs(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
