@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from spiffctl.errors import USAGE, SpiffctlError
+
 SCHEDULER_IN_APP = "SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP"
 CELERY_ENABLED = "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"
 
