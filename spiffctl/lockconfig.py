@@ -1,0 +1,117 @@
+"""Where the Background lease lives and how long it lasts: ``SPIFFCTL_LOCK*`` variables.
+
+* ``SPIFFCTL_LOCK``: ``on`` (default) or ``off``. Off runs the Background without a lease, which
+  is only safe when exactly one Background replica exists; spiffctl warns.
+* ``SPIFFCTL_LOCK_URL``: a ``redis://`` or ``rediss://`` URL. Default: the Celery broker URL when
+  it is Redis (set explicitly, or the backend's default ``redis://localhost`` with Celery on).
+* ``SPIFFCTL_LOCK_KEY``: default derived from the database identity (kind, host, port, name; never
+  the password), so two installations sharing one Redis never block each other.
+* ``SPIFFCTL_LOCK_TTL``: seconds, default 15 (client-go's lease duration), 3 to 600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from spiffctl.errors import ConfigError
+from spiffctl.redact import redact_url
+from spiffctl.roles import Need
+from spiffctl.settings import BROKER_URL, DEFAULT_BROKER, Settings
+
+LOCK = "SPIFFCTL_LOCK"
+LOCK_URL = "SPIFFCTL_LOCK_URL"
+LOCK_KEY = "SPIFFCTL_LOCK_KEY"
+LOCK_TTL = "SPIFFCTL_LOCK_TTL"
+
+DEFAULT_TTL = 15.0
+MIN_TTL = 3.0  # renewals every TTL/3 need at least a second of slack each
+MAX_TTL = 600.0
+KEY_PREFIX = "spiffctl:background:"
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    enabled: bool
+    url: str | None  # secret-bearing; show redact_url(url)
+    key: str
+    ttl: float
+    source: str  # the variable the URL came from
+
+    @property
+    def display(self) -> str:
+        return redact_url(self.url) if self.url else "(none)"
+
+
+def lock_config(settings: Settings) -> LockConfig:
+    """The lease configuration; raises :class:`ConfigError` for values that cannot work.
+
+    A missing Redis is *not* raised here (``url`` is ``None``): callers decide whether that is
+    fatal (``run --role background``) or a warning (all-in-one on one box, doctor).
+    """
+    env = settings.env
+    mode = (env.get(LOCK) or "on").strip().lower()
+    if mode not in ("on", "off"):
+        raise ConfigError(f"{LOCK}: {env.get(LOCK)!r} is not on or off; set {LOCK}=off to run without a lease")
+    url, source = _url(settings)
+    if url is not None:
+        _check_redis_url(url, source)
+    key = env.get(LOCK_KEY) or default_key(settings)
+    return LockConfig(enabled=mode == "on", url=url, key=key, ttl=_ttl(env.get(LOCK_TTL)), source=source)
+
+
+def default_key(settings: Settings) -> str:
+    db = settings.endpoint(Need.DATABASE)
+    if db is None:
+        identity = "no-database"
+    elif db.kind == "sqlite":
+        # A SQLite file is only shared on one host; the path alone would collide across hosts.
+        identity = f"sqlite:{socket.gethostname()}:{db.url.split('://', 1)[1]}"
+    else:
+        parts = urlsplit(db.url)
+        identity = f"{db.kind}:{parts.hostname}:{parts.port}:{parts.path.strip('/')}"
+    return KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _url(settings: Settings) -> tuple[str | None, str]:
+    env = settings.env
+    if env.get(LOCK_URL):
+        return env[LOCK_URL], LOCK_URL
+    broker = env.get(BROKER_URL) or (DEFAULT_BROKER if settings.celery_enabled else "")
+    if broker.split("://", 1)[0].lower() in ("redis", "rediss"):
+        return broker, BROKER_URL
+    return None, LOCK_URL
+
+
+def _check_redis_url(url: str, source: str) -> None:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"{source}: {redact_url(url)!r} is not a redis:// or rediss:// URL; the lease needs Redis")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"database {db!r} is not a number")
+    except ValueError as e:
+        raise ConfigError(
+            f"{source}: {redact_url(url)!r} is malformed ({e}); write redis://[:password@]host:port/db"
+        ) from None
+    if not parts.hostname and not parts.path.startswith("/"):
+        raise ConfigError(f"{source}: {redact_url(url)!r} has no host; write redis://[:password@]host:port/db")
+
+
+def _ttl(value: str | None) -> float:
+    if not value:
+        return DEFAULT_TTL
+    try:
+        ttl = float(value)
+    except ValueError:
+        ttl = float("nan")
+    if not (MIN_TTL <= ttl <= MAX_TTL):
+        raise ConfigError(
+            f"{LOCK_TTL}: {value!r} is not a number of seconds from {MIN_TTL:g} to {MAX_TTL:g}; the default is 15"
+        )
+    return ttl
