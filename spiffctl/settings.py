@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -232,7 +232,8 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
         database_type_source=db_source,
         celery_enabled=celery,
         endpoints=endpoints,
-        problems=tuple(problems),
+        # Problems quote operator values, which can hold a URL with a password in any variable.
+        problems=tuple(replace(p, message=redactor(p.message), fix=redactor(p.fix)) for p in problems),
         redactor=redactor,
     )
 
@@ -439,7 +440,7 @@ def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
     if not url:
         return None
     scheme, _ = _scheme(url)
-    if scheme.startswith("db+"):
+    if url.lower().startswith("db+"):
         inner = url[3:]
         inner_scheme, _ = _scheme(inner)
         kind = _DB_SCHEMES.get(inner_scheme)
