@@ -28,7 +28,9 @@ _URL_NAME = re.compile(r"(_URI|_URL)$")
 # protecting nothing a reader could not guess. URLs are still redacted structurally.
 _MIN_SCRUB_LENGTH = 4
 
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:@/?#]*):(?P<pw>[^@/?#]*)@")
+# The scheme is optional: a value like "://user:pw@host" is malformed but still holds a password.
+# The password part is greedy up to the last @ of the authority: passwords with an unencoded @ exist.
+_USERINFO = re.compile(r"^(?P<scheme>(?:[A-Za-z][A-Za-z0-9+.\-]*)?://)(?P<user>[^:@/?#]*):(?P<pw>[^/?#]*)@")
 _QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#]+)=(?P<value>[^&;#]*)")
 
 
@@ -95,7 +97,7 @@ class Redactor:
         return self._pattern.sub(MASK, text)
 
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+_URL_IN_TEXT = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*)?://[^\s'\"<>]+")
 
 
 def redact_url_in_text(text: str) -> str:
