@@ -19,7 +19,9 @@ Classify = Callable[[BaseException], Outcome]
 REVISION_QUERY = "SELECT version_num FROM alembic_version"
 
 
-def select_one(connect: Connect, classify: Classify, endpoint: Endpoint, timeout: float) -> Outcome:
+def select_one(
+    connect: Connect, classify: Classify, endpoint: Endpoint, timeout: float, query: str = "SELECT 1"
+) -> Outcome:
     """Connected, authenticated, database exists, and it answers a query."""
     try:
         conn = connect(endpoint, timeout)
@@ -27,9 +29,9 @@ def select_one(connect: Connect, classify: Classify, endpoint: Endpoint, timeout
         return classify(e)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT 1")
+        cur.execute(query)
         cur.fetchall()
-        return ok("SELECT 1 answered")
+        return ok(f"{query} answered")
     except Exception as e:
         return classify(e)
     finally:

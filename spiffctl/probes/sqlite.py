@@ -43,7 +43,8 @@ def check(endpoint: Endpoint, timeout: float) -> Outcome:
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK):
             return permanent(f"{path} is not readable and writable by uid {os.getuid()}")
-        return sql.select_one(connect, classify, endpoint, timeout)
+        # SELECT 1 never touches the file; reading the schema proves it is a database.
+        return sql.select_one(connect, classify, endpoint, timeout, "SELECT count(*) FROM sqlite_master")
     ancestor = path.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
