@@ -1,0 +1,87 @@
+"""The CLI surface: exit codes, one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spiffctl import __version__
+
+CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("SPIFFWORKFLOW_BACKEND_", "SPIFFCTL_", "FLASK_"))}
+
+
+def spiffctl(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "spiffctl", *args], env={**CLEAN, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("spiffctl: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_version():
+    result = spiffctl("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"spiffctl {__version__}")
+
+
+def test_help_lists_run():
+    result = spiffctl("--help")
+    assert result.returncode == 0 and "run" in result.stdout
+
+
+def test_unknown_role_flag():
+    assert_one_line_error(spiffctl("run", "--role", "scheduler"), 2, "--role", "api, background, worker, all")
+
+
+def test_unknown_role_from_environment():
+    assert_one_line_error(spiffctl("run", SPIFFCTL_ROLE="web"), 2, "SPIFFCTL_ROLE", "'web'")
+
+
+def test_missing_role():
+    assert_one_line_error(spiffctl("run"), 2, "--role")
+
+
+def test_unknown_option():
+    assert_one_line_error(spiffctl("run", "--rol", "api"), 2, "--rol")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e99", ""])
+def test_bad_wait_timeout(value):
+    result = spiffctl("run", "--role", "api", "--wait-timeout", value)
+    assert_one_line_error(result, 2, "--wait-timeout")
+
+
+def test_bad_wait_timeout_from_environment():
+    assert_one_line_error(spiffctl("run", "--role", "api", SPIFFCTL_WAIT_TIMEOUT="soon"), 2, "SPIFFCTL_WAIT_TIMEOUT")
+
+
+def test_configuration_errors_exit_78_one_line_each(tmp_path):
+    result = spiffctl("run", "--role", "api", "--backend-dir", str(tmp_path), "--no-wait")
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert any("FLASK_SESSION_SECRET_KEY" in line for line in lines)
+    assert any("SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR" in line for line in lines)
+    assert all(line.startswith("spiffctl: ") for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_secret_file_exits_78(tmp_path):
+    result = spiffctl(
+        "run",
+        "--role",
+        "api",
+        "--backend-dir",
+        str(tmp_path),
+        SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE=str(tmp_path / "missing"),
+    )
+    assert_one_line_error(result, 78, "SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE", "cannot read")
