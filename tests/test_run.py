@@ -1,0 +1,226 @@
+"""``spiffctl run --role api|worker``: waits for what the role needs, then execs its script in place.
+
+The Background role (lease) and ``all`` (supervisord) have their own test modules.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.servers import PrivatePostgres, PrivateRedis
+from tests.standins import find_records, standin_env, wait_for_record
+
+PASSWORD = "Planted-Secret-4711"
+CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("SPIFFWORKFLOW_BACKEND_", "SPIFFCTL_", "FLASK_"))}
+
+
+def backend_env(record: Path, database_uri: str, **extra: str) -> dict[str, str]:
+    return {
+        **CLEAN,
+        **standin_env(record),
+        "FLASK_SESSION_SECRET_KEY": "session-key-for-tests",
+        "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(record.parent),
+        "SPIFFWORKFLOW_BACKEND_DATABASE_URI": database_uri,
+        "SPIFFCTL_RUN_DIR": str(record.parent / "run"),
+        **extra,
+    }
+
+
+def run(backend: Path, role: str, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "spiffctl", "run", "--role", role, "--backend-dir", str(backend), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def pg_uri(pg_database: str) -> str:
+    return pg_database
+
+
+def test_api_execs_its_script_in_place_with_the_resolved_environment(fake_backend, standin_record, pg_uri, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("file-secret-value\n")
+    env = backend_env(
+        standin_record,
+        pg_uri,
+        STANDIN_EXIT_AFTER="0.2",
+        SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP="true",
+        SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL_FILE=str(secret_file),
+    )
+    proc = run(fake_backend, "api", env)
+    code, _, err = finish(proc)
+    assert code == 0, err
+    [start] = find_records(standin_record, role="api", event="start")
+    assert start["pid"] == proc.pid  # exec'd in place: same PID
+    assert start["cwd"] == str(fake_backend)
+    assert start["argv"][0] == str(fake_backend / "bin/boot_server_in_docker")
+    child_env = start["env"]
+    assert child_env["SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP"] == "false"
+    assert child_env["SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL"] == "file-secret-value"
+    assert "SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL_FILE" not in child_env
+    assert child_env["UV_NO_SYNC"] == "true"
+    assert child_env["SPIFFCTL_ROLE"] == "api"
+    assert "overridden to false for the api role" in err
+    assert "file-secret-value" not in err
+
+
+def test_exit_code_and_signals_pass_through(fake_backend, standin_record, pg_uri):
+    env = backend_env(standin_record, pg_uri, STANDIN_EXIT_AFTER="0.1", STANDIN_EXIT_CODE="3")
+    assert finish(run(fake_backend, "api", env))[0] == 3
+    env = backend_env(standin_record, pg_uri)
+    proc = run(fake_backend, "api", env)
+    wait_for_record(standin_record, role="api", event="ready", count=1)
+    proc.send_signal(signal.SIGINT)
+    # Same process: the signal reaches the script itself, and its death by SIGINT is our status.
+    assert finish(proc)[0] in (-signal.SIGINT, 128 + signal.SIGINT)
+
+
+def test_worker_waits_for_database_and_broker(fake_backend, standin_record, pg_uri, shared_redis):
+    env = backend_env(
+        standin_record,
+        pg_uri,
+        STANDIN_EXIT_AFTER="0.2",
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_redis,
+    )
+    code, _, err = finish(run(fake_backend, "worker", env))
+    assert code == 0, err
+    [start] = find_records(standin_record, role="worker", event="start")
+    assert start["argv"][0].endswith("bin/start_celery_worker")
+
+
+def test_worker_with_celery_disabled_is_a_configuration_error(fake_backend, standin_record, pg_uri):
+    code, _, err = finish(run(fake_backend, "worker", backend_env(standin_record, pg_uri)))
+    assert code == 78
+    assert "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED=true for every role" in err
+    assert find_records(standin_record) == []
+
+
+def test_database_started_two_seconds_late_is_waited_for(fake_backend, standin_record, make_server):
+    db: PrivatePostgres = make_server(PrivatePostgres, start=False)
+    env = backend_env(standin_record, db.url, STANDIN_EXIT_AFTER="0.2")
+    proc = run(fake_backend, "api", env, "--wait-timeout", "60")
+    time.sleep(2)
+    assert proc.poll() is None, "spiffctl must still be waiting"
+    assert find_records(standin_record) == []
+    threading.Thread(target=db.start, daemon=True).start()
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert find_records(standin_record, role="api", event="start")
+
+
+def test_progress_lines_name_what_where_and_why_but_no_password(fake_backend, standin_record, closed_port):
+    uri = f"postgresql://spiff:{PASSWORD}@127.0.0.1:{closed_port.port}/spiff"
+    code, out, err = finish(run(fake_backend, "api", backend_env(standin_record, uri), "--wait-timeout", "4"))
+    assert code == 69
+    lines = err.strip().splitlines()
+    progress = [line for line in lines if "waiting for" in line]
+    assert progress and f"127.0.0.1:{closed_port.port}" in progress[0] and "of 4.0 s" in progress[0]
+    assert "not ready after" in lines[-1] and "SPIFFWORKFLOW_BACKEND_DATABASE_URI" in lines[-1]
+    assert PASSWORD not in out + err
+    assert find_records(standin_record) == []
+
+
+def test_wrong_password_fails_fast(fake_backend, standin_record, make_server):
+    db = make_server(PrivatePostgres, user="spiff", password="right-password")
+    uri = db.url_for("postgres", password=PASSWORD)
+    started = time.monotonic()
+    code, out, err = finish(run(fake_backend, "api", backend_env(standin_record, uri), "--wait-timeout", "60"))
+    assert code == 69
+    assert time.monotonic() - started < 30  # failed at once, not after the 60 s timeout
+    assert "password authentication failed" in err
+    assert PASSWORD not in out + err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_database_fails_fast(fake_backend, standin_record, shared_postgres):
+    uri = shared_postgres.rsplit("/", 1)[0] + f"/missing_{uuid.uuid4().hex[:8]}"
+    code, _, err = finish(run(fake_backend, "api", backend_env(standin_record, uri), "--wait-timeout", "60"))
+    assert code == 69
+    assert "does not exist" in err
+
+
+def test_wrong_broker_password_fails_fast(fake_backend, standin_record, pg_uri, make_server):
+    broker: PrivateRedis = make_server(PrivateRedis, requirepass="right-password")
+    env = backend_env(
+        standin_record,
+        pg_uri,
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=broker.url_for(0, password=PASSWORD),
+    )
+    code, out, err = finish(run(fake_backend, "worker", env, "--wait-timeout", "60"))
+    assert code == 69
+    assert "broker (redis at" in err
+    assert PASSWORD not in out + err
+
+
+def test_wrong_rabbitmq_password_fails_fast(fake_backend, standin_record, pg_uri):
+    env = backend_env(
+        standin_record,
+        pg_uri,
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=f"amqp://guest:{PASSWORD}@127.0.0.1:5672//",
+    )
+    code, out, err = finish(run(fake_backend, "worker", env, "--wait-timeout", "60"))
+    assert code == 69
+    assert "ACCESS_REFUSED" in err
+    assert PASSWORD not in out + err
+
+
+def test_no_wait_skips_the_checks(fake_backend, standin_record, closed_port):
+    uri = f"postgresql://u@127.0.0.1:{closed_port.port}/x"
+    env = backend_env(standin_record, uri, STANDIN_EXIT_AFTER="0.1")
+    assert finish(run(fake_backend, "api", env, "--no-wait"))[0] == 0
+
+
+def test_wait_timeout_zero_checks_once(fake_backend, standin_record, closed_port):
+    uri = f"postgresql://u@127.0.0.1:{closed_port.port}/x"
+    code, _, err = finish(run(fake_backend, "api", backend_env(standin_record, uri), "--wait-timeout", "0"))
+    assert code == 69 and "not ready after" in err
+
+
+def test_missing_script_is_127_and_not_executable_is_126(fake_backend, standin_record, pg_uri):
+    script = fake_backend / "bin/boot_server_in_docker"
+    script.chmod(0o644)
+    code, _, err = finish(run(fake_backend, "api", backend_env(standin_record, pg_uri)))
+    assert code == 126 and str(script) in err and "chmod +x" in err
+    script.unlink()
+    code, _, err = finish(run(fake_backend, "api", backend_env(standin_record, pg_uri)))
+    assert code == 127 and str(script) in err
+
+
+def test_bad_interpreter_line_is_reported(fake_backend, standin_record, pg_uri):
+    script = fake_backend / "bin/boot_server_in_docker"
+    script.write_text("#!/no/such/interpreter\n")
+    code, _, err = finish(run(fake_backend, "api", backend_env(standin_record, pg_uri)))
+    assert code == 127 and "#! line" in err
+
+
+def test_sqlite_database_is_checked_without_a_server(fake_backend, standin_record):
+    env = backend_env(standin_record, "", STANDIN_EXIT_AFTER="0.1", SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="sqlite")
+    code, _, err = finish(run(fake_backend, "api", env))
+    assert code == 0, err
