@@ -112,6 +112,9 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early)
     become_subreaper()
+    # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
+    # through each program's umask= line.
+    os.umask(0o077)
     from supervisor import supervisord
 
     try:

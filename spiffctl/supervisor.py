@@ -70,6 +70,7 @@ class Plan:
     restarts: int
     stop_grace: int
     programs: list[Program]
+    umask: int = 0o022  # the roles' umask: the operator's, not supervisord's private 077
 
     @property
     def socket(self) -> Path:
@@ -152,7 +153,7 @@ def make_plan(settings: Settings, roles: list[Role], environ: Mapping[str, str],
         if lock_off and role.singleton:
             env[LOCK] = "off"
         programs.append(Program(role, program_command(role), env))
-    plan = Plan(run_dir, settings.backend_dir, restarts, grace, programs)
+    plan = Plan(run_dir, settings.backend_dir, restarts, grace, programs, current_umask())
     for program in programs:
         for name, value in program.env.items():
             if any(c in value for c in '"\n\r'):
@@ -181,6 +182,12 @@ def background_without_lease(settings: Settings, roles: list[Role], *, say: Say)
         "without a lease on this box; run exactly one all-in-one container per database"
     )
     return True
+
+
+def current_umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def python_executable() -> str:
@@ -223,6 +230,7 @@ def render(plan: Plan, template: str | None = None) -> str:
             directory=_value(str(plan.backend_dir)),
             environment=",".join(f'{k}="{_value(v)}"' for k, v in program.env.items()),
             autorestart="true" if plan.restarts else "false",
+            umask=f"{plan.umask:03o}",
         )
         out.append(Template(block).substitute(values))
     out.append(tail)

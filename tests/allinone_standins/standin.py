@@ -12,6 +12,7 @@ CHILD 1          start a `sleep` child in the same process group (like `uv run` 
 ORPHAN s         double-fork a grandchild that exits after s seconds, orphaned (reaping proof)
 LINGER 1         double-fork a grandchild in its own session that never exits
 IGNORE_TERM 1    ignore SIGTERM (to test the kill after the grace period)
+SHOW_UMASK 1     print "<role> umask NNN"
 """
 
 import os
@@ -57,6 +58,10 @@ if opt("PRINT"):
     print(opt("PRINT"), flush=True)
 for name in filter(None, (opt("SHOW_ENV") or "").split(",")):
     print(f"{role} env {name}={os.environ.get(name, '')}", flush=True)
+if opt("SHOW_UMASK"):
+    mask = os.umask(0)
+    os.umask(mask)
+    print(f"{role} umask {mask:03o}", flush=True)
 if opt("CHILD"):
     child = subprocess.Popen(["sleep", "1000"])
     record(f"child {child.pid}")
