@@ -125,6 +125,7 @@ def main(argv: list[str]) -> int:
             listener.say(f"supervisord refused {argv[1]} (exit {e.code})")
             kill_leftovers()
             return SOFTWARE
+    signal.setitimer(signal.ITIMER_REAL, 0)  # the listener's stop tick
     kill_leftovers()
     return listener.OUTCOME.code
 
