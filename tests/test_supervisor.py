@@ -7,6 +7,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -293,3 +294,24 @@ def test_render_without_running(tmp_path):
     assert text.count("[program:") == 2 and "programs=api,background" in text
     assert "100%%/api" in text
     assert "${" not in text
+
+
+def test_the_wheel_ships_the_template(tmp_path):
+    """A non-editable install must find conf/supervisord.conf.tmpl inside the package."""
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if built.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
+    (wheel,) = tmp_path.glob("spiffctl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "spiffctl/conf/supervisord.conf.tmpl" in names
+    assert (root / "conf" / "supervisord.conf.tmpl").read_text() == (
+        root / "spiffctl" / "conf" / "supervisord.conf.tmpl"
+    ).read_text()
