@@ -84,6 +84,14 @@ def run(
     command.run(role, backend_dir=backend_dir, wait_timeout=timeout, wait=not no_wait)
 
 
+@app.command()
+def status() -> None:
+    """One line per role of the running all-in-one (state, pid, uptime). Exit 3 when nothing runs."""
+    from spiffctl.commands import status as command
+
+    raise typer.Exit(command.status())
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: one line per error on stderr, sysexits codes, never a traceback."""
     args = sys.argv[1:] if argv is None else argv
