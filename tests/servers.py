@@ -978,9 +978,8 @@ class PrivateRabbitMQ(PrivateServer):
     def url_for(self, *, user: str | None = None, password: str | None = None, vhost: str = "/") -> str:
         user = self.user if user is None else user
         password = self.password if password is None else password
-        return (
-            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/{quote(vhost, safe='')}"
-        )
+        path = "/" if vhost == "/" else quote(vhost, safe="")
+        return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/{path}"
 
     def _env(self) -> Mapping[str, str]:
         env = dict(os.environ)
