@@ -130,9 +130,12 @@ class RedisNamespace:
         return self.prefix + name
 
     def client(self) -> Any:
+        """A ``redis.Redis`` client on the shared Redis (5 s timeouts, no retries)."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
 
 
 @pytest.fixture

@@ -724,7 +724,7 @@ class PrivatePostgres(PrivateServer):
 _MARIADB_TUNING = [
     "--innodb-log-file-size=8M",
     "--innodb-buffer-pool-size=32M",
-    "--innodb-flush-log-at-trx-commit=0",
+    "--innodb-flush-log-at-trx-commit=2",
     "--innodb-doublewrite=0",
     "--innodb-use-native-aio=0",
     "--skip-name-resolve",
@@ -913,12 +913,24 @@ class PrivateRedis(PrivateServer):
         auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{self.host}:{self.port}/{db}"
 
-    def client(self, db: int = 0) -> Any:
-        """A ``redis.Redis`` client for this instance (authenticated when needed)."""
-        import redis
+    def client(self, db: int = 0, *, password: str | None = None, timeout: float = 3.0) -> Any:
+        """A ``redis.Redis`` client for this instance, without retries (redis-py retries by default).
 
+        ``password`` defaults to the instance's; pass ``""`` to connect without one.
+        """
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        password = self.password if password is None else password
         return redis.Redis(
-            host=self.host, port=self.port, db=db, password=self.password, socket_timeout=3, socket_connect_timeout=3
+            host=self.host,
+            port=self.port,
+            db=db,
+            password=password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def _command(self) -> list[str]:

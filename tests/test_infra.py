@@ -184,13 +184,13 @@ def test_private_redis(make_server) -> None:
     assert client.config_get("appendonly") == {"appendonly": "no"}
     client.close()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=r.port, password="wrong").ping()
+        r.client(password="wrong").ping()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=r.port).set("k", "v")
+        r.client(password="").set("k", "v")
 
     r.freeze()
     with pytest.raises(redis.TimeoutError):
-        redis.Redis(host="127.0.0.1", port=r.port, password="pw", socket_timeout=0.5).ping()
+        r.client(timeout=0.5).ping()
     r.thaw()
     assert r.client().ping()
 
