@@ -17,6 +17,7 @@ root; ``standin_record`` -> Path of this test's record file (not yet created).
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,16 @@ from tests.standins import copy_backend
 S = TypeVar("S", bound=PrivateServer)
 
 
+def _interrupt_on_term(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM would end pytest without finalizers or atexit: make it an interrupt, so private
+    # servers are stopped and their directories removed. (SIGKILL cannot be caught: the next
+    # session sweeps what a killed one left, see servers._sweep_stale_roots.)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_term)
     config.addinivalue_line("markers", "slow: takes several seconds (e.g. a private RabbitMQ node)")
     config.addinivalue_line("markers", "image: builds or runs a container image (needs podman/buildah)")
 

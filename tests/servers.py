@@ -275,6 +275,7 @@ class Blackhole:
 # Session root, templates, cleanup registry
 # --------------------------------------------------------------------------------------------
 
+_ROOT_PREFIX = "spiffctl-servers-"
 _session_root: Path | None = None
 _root_lock = threading.Lock()
 _live: set[PrivateServer] = set()
@@ -285,10 +286,37 @@ def session_root() -> Path:
     global _session_root
     with _root_lock:
         if _session_root is None:
-            _session_root = Path(tempfile.mkdtemp(prefix="spiffctl-servers-"))
+            _sweep_stale_roots()
+            _session_root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
             _session_root.chmod(0o755)
+            (_session_root / "owner.pid").write_text(str(os.getpid()))
             atexit.register(_cleanup_all)
         return _session_root
+
+
+def _sweep_stale_roots() -> None:
+    """Kill the servers of test processes that died without cleaning up (SIGKILL, OOM), drop their dirs.
+
+    Only processes of a recorded process group whose working directory lies inside the dead
+    owner's root are killed, so a reused pid or pgid never hits a stranger.
+    """
+    for root in Path(tempfile.gettempdir()).glob(_ROOT_PREFIX + "*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(owner):
+            continue
+        for pgid_file in root.glob("*/server.pgid"):
+            try:
+                pgid = int(pgid_file.read_text())
+            except (OSError, ValueError):
+                continue
+            for pid in group_members(pgid):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/cwd").startswith(str(root) + "/"):
+                        os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _cleanup_all() -> None:
@@ -448,6 +476,7 @@ class PrivateServer(ABC):
                 user=self._user,
                 env=None if env is None else dict(env),
             )
+        (self.dir / "server.pgid").write_text(str(self._proc.pid))
         limit = self.start_timeout if timeout is None else timeout
 
         def answered() -> bool:
