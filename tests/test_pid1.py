@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from allinone_support import Run, base_env, records, spiffctl, wait_until
+from tests.allinone_support import Run, base_env, records, spiffctl, wait_until
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)"

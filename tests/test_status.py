@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from allinone_support import base_env, records, running, spiffctl, wait_until
+from tests.allinone_support import base_env, records, running, spiffctl, wait_until
 
 LINE = re.compile(r"^(?P<role>\w+)\s+(?P<state>[A-Z]+)\s+pid (?P<pid>\d+), uptime (?P<uptime>\d+:\d\d:\d\d)$")
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from allinone_support import BACKEND, alive, base_env, records, running, spiffctl, wait_until
+from tests.allinone_support import BACKEND, alive, base_env, records, running, spiffctl, wait_until
 
 from spiffctl.supervisor import current_umask
 
