@@ -1,4 +1,4 @@
-"""What the SQL probes share: connect, run one query, close, classify the failure.
+"""What the SQL probes share: connect, run a query, close, classify the failure.
 
 Each SQL module supplies ``connect(endpoint, timeout)`` returning a DB-API connection and
 ``classify(exc)`` mapping its driver's errors to an :class:`~spiffctl.probes.Outcome`.
@@ -23,29 +23,19 @@ def select_one(
     connect: Connect, classify: Classify, endpoint: Endpoint, timeout: float, query: str = "SELECT 1"
 ) -> Outcome:
     """Connected, authenticated, database exists, and it answers a query."""
-    try:
-        conn = connect(endpoint, timeout)
-    except Exception as e:
-        return classify(e)
-    try:
-        cur = conn.cursor()
+
+    def run(cur: Any) -> Outcome:
         cur.execute(query)
         cur.fetchall()
         return ok(f"{query} answered")
-    except Exception as e:
-        return classify(e)
-    finally:
-        _close(conn)
+
+    return _with_cursor(connect, classify, endpoint, timeout, run)
 
 
 def schema_revision(connect: Connect, classify: Classify, endpoint: Endpoint, timeout: float) -> Outcome:
     """The Alembic revision applied to the database: facts["revision"] ("" when the schema is empty)."""
-    try:
-        conn = connect(endpoint, timeout)
-    except Exception as e:
-        return classify(e)
-    try:
-        cur = conn.cursor()
+
+    def run(cur: Any) -> Outcome:
         try:
             cur.execute(REVISION_QUERY)
         except Exception:
@@ -55,14 +45,23 @@ def schema_revision(connect: Connect, classify: Classify, endpoint: Endpoint, ti
         if len(rows) > 1:
             return permanent(f"alembic_version holds {len(rows)} rows; expected one")
         return ok("read alembic_version", revision=str(rows[0][0]) if rows else "")
+
+    return _with_cursor(connect, classify, endpoint, timeout, run)
+
+
+def _with_cursor(
+    connect: Connect, classify: Classify, endpoint: Endpoint, timeout: float, run: Callable[[Any], Outcome]
+) -> Outcome:
+    try:
+        conn = connect(endpoint, timeout)
+    except Exception as e:
+        return classify(e)
+    try:
+        return run(conn.cursor())
     except Exception as e:
         return classify(e)
     finally:
-        _close(conn)
-
-
-def _close(conn: Any) -> None:
-    try:
-        conn.close()
-    except Exception:  # closing a half-broken connection must not hide the real outcome
-        pass
+        try:
+            conn.close()
+        except Exception:  # closing a half-broken connection must not hide the real outcome
+            pass
