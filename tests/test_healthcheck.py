@@ -199,3 +199,40 @@ def test_remembered_role_is_used(run_dir):
     (run_dir / "role").write_text("background\n")
     r = health(run_dir)
     assert r.code == 1 and r.out.startswith("unhealthy: background: no runner state")
+
+
+def test_api_slow_drip_server_is_cut_off_by_the_bound(run_dir):
+    # Each byte arrives well within the socket timeout, so only the global bound can stop this.
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not stop.wait(0.3):
+            try:
+                conn.sendall(b"a")
+            except OSError:
+                return
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(listener.getsockname()[1]))
+    finally:
+        stop.set()
+        listener.close()
+    assert r.code == 1 and r.out == "unhealthy: api: no answer within 1.8 s\n", r
+    assert r.elapsed < 2 + 1.0
+
+
+def test_role_all_has_no_single_health_check(run_dir):
+    (run_dir / "role").write_text("all\n")
+    r = health(run_dir)
+    assert r.code == 1 and "pass --role api|background|worker" in r.err
