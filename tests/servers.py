@@ -275,6 +275,7 @@ class Blackhole:
 # Session root, templates, cleanup registry
 # --------------------------------------------------------------------------------------------
 
+_ROOT_PREFIX = "spiffctl-servers-"
 _session_root: Path | None = None
 _root_lock = threading.Lock()
 _live: set[PrivateServer] = set()
@@ -285,10 +286,37 @@ def session_root() -> Path:
     global _session_root
     with _root_lock:
         if _session_root is None:
-            _session_root = Path(tempfile.mkdtemp(prefix="spiffctl-servers-"))
+            _sweep_stale_roots()
+            _session_root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
             _session_root.chmod(0o755)
+            (_session_root / "owner.pid").write_text(str(os.getpid()))
             atexit.register(_cleanup_all)
         return _session_root
+
+
+def _sweep_stale_roots() -> None:
+    """Kill the servers of test processes that died without cleaning up (SIGKILL, OOM), drop their dirs.
+
+    Only processes of a recorded process group whose working directory lies inside the dead
+    owner's root are killed, so a reused pid or pgid never hits a stranger.
+    """
+    for root in Path(tempfile.gettempdir()).glob(_ROOT_PREFIX + "*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(owner):
+            continue
+        for pgid_file in root.glob("*/server.pgid"):
+            try:
+                pgid = int(pgid_file.read_text())
+            except (OSError, ValueError):
+                continue
+            for pid in group_members(pgid):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/cwd").startswith(str(root) + "/"):
+                        os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _cleanup_all() -> None:
@@ -448,6 +476,7 @@ class PrivateServer(ABC):
                 user=self._user,
                 env=None if env is None else dict(env),
             )
+        (self.dir / "server.pgid").write_text(str(self._proc.pid))
         limit = self.start_timeout if timeout is None else timeout
 
         def answered() -> bool:
@@ -724,7 +753,7 @@ class PrivatePostgres(PrivateServer):
 _MARIADB_TUNING = [
     "--innodb-log-file-size=8M",
     "--innodb-buffer-pool-size=32M",
-    "--innodb-flush-log-at-trx-commit=0",
+    "--innodb-flush-log-at-trx-commit=2",
     "--innodb-doublewrite=0",
     "--innodb-use-native-aio=0",
     "--skip-name-resolve",
@@ -913,12 +942,24 @@ class PrivateRedis(PrivateServer):
         auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{self.host}:{self.port}/{db}"
 
-    def client(self, db: int = 0) -> Any:
-        """A ``redis.Redis`` client for this instance (authenticated when needed)."""
-        import redis
+    def client(self, db: int = 0, *, password: str | None = None, timeout: float = 3.0) -> Any:
+        """A ``redis.Redis`` client for this instance, without retries (redis-py retries by default).
 
+        ``password`` defaults to the instance's; pass ``""`` to connect without one.
+        """
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        password = self.password if password is None else password
         return redis.Redis(
-            host=self.host, port=self.port, db=db, password=self.password, socket_timeout=3, socket_connect_timeout=3
+            host=self.host,
+            port=self.port,
+            db=db,
+            password=password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def _command(self) -> list[str]:
@@ -978,9 +1019,8 @@ class PrivateRabbitMQ(PrivateServer):
     def url_for(self, *, user: str | None = None, password: str | None = None, vhost: str = "/") -> str:
         user = self.user if user is None else user
         password = self.password if password is None else password
-        return (
-            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/{quote(vhost, safe='')}"
-        )
+        path = "/" if vhost == "/" else quote(vhost, safe="")
+        return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/{path}"
 
     def _env(self) -> Mapping[str, str]:
         env = dict(os.environ)
