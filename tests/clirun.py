@@ -47,13 +47,22 @@ def spiffctl(*args: str, env: Mapping[str, str], timeout: float = 60) -> Ran:
     return Ran(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
 
 
-def fake_backend(root: Path, *, script: str = "#!/bin/sh\nexit 0\n") -> Path:
-    """A backend root with the three bin scripts, a two-step migration history and a models folder."""
-    (root / "bin").mkdir(parents=True)
-    for name in SCRIPTS:
-        path = root / "bin" / name
-        path.write_text(script)
-        path.chmod(0o755)
+def backend_root(root: Path, *, script: str = "#!/bin/sh\nexit 0\n", standins: bool = False) -> Path:
+    """A backend root with the three bin scripts, a two-step migration history and a models folder.
+
+    With ``standins`` the scripts are the infra branch's stand-ins (tests/standins), which behave
+    like the real ones (the API serves /v1.0/status); otherwise ``script`` is each script's text.
+    """
+    if standins:
+        from tests.standins import copy_backend
+
+        copy_backend(root)
+    else:
+        (root / "bin").mkdir(parents=True)
+        for name in SCRIPTS:
+            path = root / "bin" / name
+            path.write_text(script)
+            path.chmod(0o755)
     versions = root / "migrations" / "versions"
     versions.mkdir(parents=True)
     (versions / f"{BASE}_.py").write_text(f'"""base"""\nrevision = "{BASE}"\ndown_revision = None\n')

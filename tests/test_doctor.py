@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import BASE, HEAD, HTTPStub, base_env, fake_backend, spiffctl
+from tests.clirun import BASE, HEAD, HTTPStub, backend_root, base_env, spiffctl
 from tests.servers import Blackhole, ClosedPort, PrivatePostgres, PrivateRedis
 
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432"
@@ -27,7 +27,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Path:
-    return fake_backend(tmp_path / "backend")
+    return backend_root(tmp_path / "backend")
 
 
 @pytest.fixture
@@ -37,32 +37,13 @@ def liveness() -> Iterator[HTTPStub]:
 
 
 @pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A fresh database on the shared PostgreSQL; returns its URL."""
-    import psycopg
-
-    name = unique("doctor")
-    with psycopg.connect(f"{SHARED_PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SHARED_PG}/{name}"
-    finally:
-        with psycopg.connect(f"{SHARED_PG}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_db(pg_database: str) -> str:
+    return pg_database
 
 
 @pytest.fixture
-def mysql_db() -> Iterator[str]:
-    import pymysql
-
-    name = unique("doctor")
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
-    try:
-        conn.cursor().execute(f"CREATE DATABASE `{name}`")
-        yield f"{SHARED_MYSQL}/{name}"
-    finally:
-        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
+def mysql_db(mysql_database: str) -> str:
+    return mysql_database
 
 
 def set_revision(url: str, revision: str | None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import HTTPStub, base_env, fake_backend, spiffctl
+from tests.clirun import HTTPStub, backend_root, base_env, spiffctl
 from tests.servers import Blackhole, ClosedPort, wait_until
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -146,7 +146,7 @@ def test_background_without_state_file(run_dir):
 
 
 def test_worker_started_by_run_then_killed(tmp_path, run_dir):
-    backend = fake_backend(tmp_path / "backend", script="#!/bin/sh\nexec sleep 120\n")
+    backend = backend_root(tmp_path / "backend", standins=True)
     env = {
         "PATH": os.environ["PATH"],
         "SPIFFCTL_RUN_DIR": str(run_dir),
@@ -159,7 +159,9 @@ def test_worker_started_by_run_then_killed(tmp_path, run_dir):
     worker = subprocess.Popen([sys.executable, "-m", "spiffctl", "run", "--role", "worker", "--no-wait"], env=env)
     try:
         wait_until(lambda: (run_dir / "worker.process.json").exists(), timeout=15, what="worker recorded")
-        wait_until(lambda: b"sleep" in Path(f"/proc/{worker.pid}/cmdline").read_bytes(), timeout=15, what="exec")
+        wait_until(
+            lambda: b"start_celery_worker" in Path(f"/proc/{worker.pid}/cmdline").read_bytes(), timeout=15, what="exec"
+        )
         # No --role: the role `run` remembered.
         r = spiffctl("healthcheck", env=env)
         assert r.code == 0, r
@@ -236,3 +238,34 @@ def test_role_all_has_no_single_health_check(run_dir):
     (run_dir / "role").write_text("all\n")
     r = health(run_dir)
     assert r.code == 1 and "pass --role api|background|worker" in r.err
+
+
+def test_api_started_by_run_with_the_standin(tmp_path, run_dir):
+    from tests.servers import free_port
+
+    backend = backend_root(tmp_path / "backend", standins=True)
+    status_file = tmp_path / "status"
+    status_file.write_text("true")
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "SPIFFCTL_RUN_DIR": str(run_dir),
+        "STANDIN_STATUS_FILE": str(status_file),
+        "STANDIN_BIND": "127.0.0.1",
+        **base_env(backend, SPIFFWORKFLOW_BACKEND_PORT=str(port), SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX="/api"),
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "spiffctl", "run", "--role", "api", "--no-wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        r = wait_until(lambda: (r := spiffctl("healthcheck", env=env)).code == 0 and r, timeout=20, what="api up")
+        assert r.out == f"healthy: api: http://127.0.0.1:{port}/api/v1.0/status answered ok\n"
+        status_file.write_text("false")
+        r = spiffctl("healthcheck", env=env)
+        assert r.code == 1 and "answered HTTP 500" in r.out
+    finally:
+        api.kill()
+        api.wait()
