@@ -210,8 +210,8 @@ def _secs(value: float) -> str:
 
 def to_json(report: Report) -> str:
     return json.dumps(
-        {"ok": report.ok, "role": report.role, "checks": [r.as_json() for r in report.results]},
-        ensure_ascii=False,
+        # ASCII escapes: one valid document whatever the terminal's or pipe's encoding.
+        {"ok": report.ok, "role": report.role, "checks": [r.as_json() for r in report.results]}
     )
 
 
@@ -266,5 +266,7 @@ _LABELS: tuple[tuple[Status, str], ...] = (("fail", "failed"), ("warn", "warned"
 
 
 def write(text: str) -> None:
-    sys.stdout.write(text)
+    # A detail may carry non-ASCII (a path, a driver message, "…"); never crash on a C locale.
+    encoding = sys.stdout.encoding or "utf-8"
+    sys.stdout.write(text.encode(encoding, "replace").decode(encoding))
     sys.stdout.flush()
