@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.clirun import base_env, fake_backend
+from tests.clirun import backend_root, base_env
 from tests.servers import Blackhole
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     timeouts = [float(t) for t in args.timeouts.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        backend = fake_backend(Path(tmp) / "backend")
+        backend = backend_root(Path(tmp) / "backend")
         rows = []
         for mode in ("accept", "drop"):
             holes = [Blackhole(mode) for _ in range(4)]  # type: ignore[arg-type]
