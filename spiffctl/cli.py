@@ -92,6 +92,39 @@ def status() -> None:
     raise typer.Exit(command.status())
 
 
+@app.command()
+def doctor(
+    role: Annotated[str, typer.Option("--role", help=ROLE_HELP + " (default all)")] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
+    timeout: Annotated[
+        str, typer.Option("--timeout", metavar="SECONDS", help="Bound for every check (they run concurrently).")
+    ] = "5",
+    backend_dir: Annotated[
+        Path | None,
+        typer.Option("--backend-dir", envvar="SPIFFCTL_BACKEND_DIR", show_envvar=True, help="Backend root."),
+    ] = None,
+) -> None:
+    """Check configuration, backend folder, database schema, broker and connector proxy; explain each problem."""
+    from spiffctl.commands import doctor as command
+
+    bound = seconds(timeout, "--timeout")
+    if bound <= 0:
+        raise SpiffctlError("--timeout: must be more than 0 seconds", USAGE)
+    raise typer.Exit(command.run(role, backend_dir=backend_dir, as_json=as_json, timeout=bound))
+
+
+@app.command()
+def healthcheck(
+    role: Annotated[
+        str | None, typer.Option("--role", help="api, background or worker (default: the role `run` started)")
+    ] = None,
+) -> None:
+    """Quiet, quick probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy or 1 unhealthy."""
+    from spiffctl.commands import healthcheck as command
+
+    raise typer.Exit(command.run(role))
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: one line per error on stderr, sysexits codes, never a traceback."""
     args = sys.argv[1:] if argv is None else argv

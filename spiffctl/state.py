@@ -60,3 +60,39 @@ def remembered_role(env: Mapping[str, str] | None = None) -> str | None:
         return (run_dir(env, create=False) / ROLE_FILE).read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
+
+
+# The process a role runs as: ``run`` execs the role's script in place, so spiffctl's own pid is
+# the backend's pid from then on. ``healthcheck --role worker`` looks it up here; the start time
+# (from /proc) guards against the pid having been reused by an unrelated process.
+PROCESS_FILE = "{role}.process.json"
+# Written by the Background runner (lease holder or standby) on every renewal; see healthcheck.
+BACKGROUND_FILE = "background.json"
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot; ``None`` when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def remember_process(role: str, env: Mapping[str, str] | None = None) -> None:
+    """Record this process as the one running ``role`` (call it right before the exec)."""
+    pid = os.getpid()
+    try:
+        write_json(run_dir(env) / PROCESS_FILE.format(role=role), {"pid": pid, "start": process_start(pid)})
+    except OSError:
+        pass  # as for remember_role: a read-only /tmp must not stop the role
+
+
+def remembered_process(role: str, env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    return read_json(run_dir(env, create=False) / PROCESS_FILE.format(role=role))

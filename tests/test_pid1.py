@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.allinone_support import Run, base_env, records, spiffctl, wait_until
 
 pytestmark = pytest.mark.skipif(

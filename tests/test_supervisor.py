@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.allinone_support import BACKEND, alive, base_env, records, running, spiffctl, wait_until
 
 from spiffctl.supervisor import current_umask
+from tests.allinone_support import BACKEND, alive, base_env, records, running, spiffctl, wait_until
 
 CELERY = {"SPIFFWORKFLOW_BACKEND_CELERY_ENABLED": "true", "SPIFFCTL_LOCK": "off"}
 ROLES3 = ("api", "background", "worker")

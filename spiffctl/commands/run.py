@@ -44,6 +44,7 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
         from spiffctl import guard
 
         guard.run_singleton(settings, role, script, env, say=say)
+    state.remember_process(role.name)  # the exec keeps this pid: healthcheck --role worker watches it
     exec_script(script, settings.backend_dir, env)
 
 

@@ -1,0 +1,68 @@
+"""``spiffctl doctor``: every check for the chosen role(s), as a table or one JSON document.
+
+Exit 0 when nothing failed (warnings allowed), 1 when a check failed, 78 when the configuration
+cannot even be read (a ``*_FILE`` secret is missing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from spiffctl import doctor
+from spiffctl.checks import CHECKS
+from spiffctl.errors import CHECK_FAILED, CONFIG, OK, ConfigProblems
+from spiffctl.redact import Redactor, env_secrets
+from spiffctl.roles import get_role, roles_for
+from spiffctl.settings import load
+
+# The issue's promise: doctor answers within --timeout plus this, whatever the network does.
+SLACK = 0.3
+
+
+def run(role_name: str, *, backend_dir: Path | None, as_json: bool, timeout: float) -> int:
+    started = doctor.process_started()
+    get_role(role_name, allow_all=True)  # unknown role: usage error before anything else
+    try:
+        settings = load(backend_dir=backend_dir)
+    except ConfigProblems as e:
+        if not as_json:
+            raise
+        _print_unreadable(role_name, e)
+        return CONFIG
+    roles = tuple(roles_for(role_name, celery_enabled=settings.celery_enabled))
+    deadline = min(time.monotonic() + timeout, started + timeout + SLACK - doctor.EXIT_MARGIN)
+    ctx = doctor.Context(settings=settings, role=role_name, roles=roles, timeout=timeout, deadline=deadline)
+    report = doctor.run_checks(CHECKS, ctx, settings.redactor)
+    if as_json:
+        doctor.write(doctor.to_json(report) + "\n")
+    else:
+        names = ", ".join(r.name for r in roles)
+        header = f"spiffctl doctor: role {role_name}" + (f" ({names})" if role_name != names else "")
+        header += f", backend {settings.backend_dir}, timeout {timeout:g} s"
+        doctor.write(doctor.to_text(report, encoding=sys.stdout.encoding, header=settings.redactor(header)))
+    code = OK if report.ok else CHECK_FAILED
+    if report.unfinished:
+        # A driver is stuck in a blocking call: joining it (interpreter shutdown does) could take
+        # minutes. Everything is printed; leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _print_unreadable(role_name: str, e: ConfigProblems) -> None:
+    """--json promises one document on stdout, even when the configuration cannot be read."""
+    scrub = Redactor(env_secrets(os.environ))
+    report = doctor.Report(role_name)
+    seen: dict[str, int] = {}
+    for problem in e.problems:
+        # secrets.py writes "<variable>...: <what>; <fix>" and never includes a file's content.
+        variable = problem.split(":", 1)[0].split(" ", 1)[0]
+        seen[variable] = seen.get(variable, 0) + 1
+        name = f"configuration: {variable}" + (f" #{seen[variable]}" if seen[variable] > 1 else "")
+        detail, _, fix = problem.partition("; ")
+        report.results.append(doctor.fail(name, scrub(detail), scrub(fix or "fix the *_FILE variable")))
+    doctor.write(doctor.to_json(report) + "\n")

@@ -1,0 +1,120 @@
+"""Helpers for the doctor and healthcheck tests: run the CLI for real, a stand-in backend root,
+a tiny HTTP server. (Local to these tests; the infra branch's conftest brings fuller fixtures.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_worker")
+# A stand-in history: base -> head. A database "behind by one" sits at BASE.
+BASE, HEAD = "1a2b3c4d5e6f", "9f8e7d6c5b4a"
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+    elapsed: float
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return json.loads(self.out)
+
+    def check(self, name: str) -> dict[str, Any]:
+        rows = [c for c in self.doc["checks"] if c["name"] == name]
+        assert len(rows) == 1, (name, self.out)
+        return rows[0]
+
+
+def spiffctl(*args: str, env: Mapping[str, str], timeout: float = 60) -> Ran:
+    """``python -m spiffctl ARGS`` with exactly ``env`` (plus PATH), as an operator would run it."""
+    full = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **env}
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-m", "spiffctl", *args], env=full, capture_output=True, text=True, timeout=timeout
+    )
+    return Ran(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+
+
+def backend_root(root: Path, *, script: str = "#!/bin/sh\nexit 0\n", standins: bool = False) -> Path:
+    """A backend root with the three bin scripts, a two-step migration history and a models folder.
+
+    With ``standins`` the scripts are the infra branch's stand-ins (tests/standins), which behave
+    like the real ones (the API serves /v1.0/status); otherwise ``script`` is each script's text.
+    """
+    if standins:
+        from tests.standins import copy_backend
+
+        copy_backend(root)
+    else:
+        (root / "bin").mkdir(parents=True)
+        for name in SCRIPTS:
+            path = root / "bin" / name
+            path.write_text(script)
+            path.chmod(0o755)
+    versions = root / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (versions / f"{BASE}_.py").write_text(f'"""base"""\nrevision = "{BASE}"\ndown_revision = None\n')
+    (versions / f"{HEAD}_.py").write_text(
+        f'"""head"""\nfrom alembic import op\n\nrevision: str = "{HEAD}"\ndown_revision = "{BASE}"\n'
+    )
+    (root / "models").mkdir()
+    return root
+
+
+def base_env(backend: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "SPIFFCTL_BACKEND_DIR": str(backend),
+        "FLASK_SESSION_SECRET_KEY": "a-long-random-session-key",
+        "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(backend / "models"),
+        "SPIFFWORKFLOW_BACKEND_DATABASE_URI": f"sqlite:///{backend / 'db.sqlite3'}",
+    }
+    env.update(extra)
+    return env
+
+
+class HTTPStub:
+    """Answers GET ``path`` with ``(status, body)`` from ``respond``; 404 elsewhere."""
+
+    def __init__(self, respond: Callable[[str], tuple[int, bytes]]) -> None:
+        outer = self
+        self.hits: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits.append(self.path)
+                status, body = respond(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> HTTPStub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,271 @@
+"""``spiffctl healthcheck``: one line, exit 0 / 1, per role, from real processes and servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.clirun import HTTPStub, backend_root, base_env, spiffctl
+from tests.servers import Blackhole, ClosedPort, wait_until
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "run"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def health(run_dir: Path, *args: str, **env: str):
+    r = spiffctl("healthcheck", *args, env={"SPIFFCTL_RUN_DIR": str(run_dir), **env})
+    assert r.out.count("\n") <= 1 and r.err.count("\n") <= 1, r  # quiet: one line
+    return r
+
+
+# ------------------------------------------------------------------------------------ api
+
+
+def status_stub(body: dict, status: int = 200, path: str = "/v1.0/status") -> HTTPStub:
+    payload = json.dumps(body).encode()
+    return HTTPStub(lambda p: (status, payload) if p == path else (404, b"{}"))
+
+
+def test_api_healthy_when_status_says_ok(run_dir):
+    with status_stub({"ok": True, "can_access_frontend": True}) as stub:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(stub.port))
+    assert r.code == 0, r
+    assert r.out.startswith("healthy: api: ") and "/v1.0/status answered ok" in r.out
+
+
+def test_api_honours_path_prefix(run_dir):
+    with status_stub({"ok": True}, path="/spiff/v1.0/status") as stub:
+        r = health(
+            run_dir,
+            "--role",
+            "api",
+            SPIFFWORKFLOW_BACKEND_PORT=str(stub.port),
+            SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX="/spiff/",
+        )
+    assert r.code == 0, r
+    assert stub.hits == ["/spiff/v1.0/status"]
+
+
+@pytest.mark.parametrize(("body", "status"), [({"ok": False}, 200), ({"error": "db"}, 500)])
+def test_api_unhealthy_when_status_is_not_ok(run_dir, body, status):
+    with status_stub(body, status) as stub:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(stub.port))
+    assert r.code == 1 and r.out.startswith("unhealthy: api: ")
+
+
+def test_api_unhealthy_on_closed_port_and_silent_server(run_dir):
+    with ClosedPort() as closed:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(closed.port))
+    assert r.code == 1 and "connection refused" in r.out
+    with Blackhole() as hole:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(hole.port))
+    assert r.code == 1 and "unhealthy" in r.out
+    assert r.elapsed < 2 + 1.0  # the issue's 2 s, with slack for a loaded machine
+
+
+# ------------------------------------------------------------------------------------ background
+
+
+@pytest.fixture
+def child():
+    p = subprocess.Popen(["sleep", "60"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def write_state(run_dir: Path, **fields: object) -> None:
+    data = {
+        "pid": os.getpid(),
+        "mode": "holder",
+        "child_pid": None,
+        "redis_ok": True,
+        "updated": time.time(),
+        "ttl": 15,
+    }
+    data.update(fields)
+    (run_dir / "background.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("fields", "healthy", "words"),
+    [
+        ({"mode": "holder", "child": True}, True, "holds the lease; scheduler pid"),
+        ({"mode": "unleased", "child": True}, True, "runs without a lease"),
+        ({"mode": "holder", "child": False}, False, "is not running"),
+        ({"mode": "standby", "redis_ok": True}, True, "standby; Redis reachable"),
+        ({"mode": "standby", "redis_ok": False}, False, "Redis is unreachable"),
+        ({"mode": "holder", "child": True, "age": 16}, False, "16 s ago (limit 15 s)"),
+        ({"mode": "standby", "ttl": 3, "age": 8}, True, "standby"),  # 10 s floor for short TTLs
+        ({"mode": "standby", "ttl": 3, "age": 11}, False, "limit 10 s"),
+        ({"mode": "standby", "spiffctl_dead": True}, False, "is not running"),
+        ({"mode": "leader"}, False, "unknown mode"),
+    ],
+)
+def test_background_state(run_dir, child, fields, healthy, words):
+    fields = dict(fields)
+    if fields.pop("child", False):
+        fields["child_pid"] = child.pid
+    elif "child_pid" not in fields:
+        fields["child_pid"] = dead_pid()
+    if "age" in fields:
+        fields["updated"] = time.time() - fields.pop("age")
+    if fields.pop("spiffctl_dead", False):
+        fields["pid"] = dead_pid()
+    write_state(run_dir, **fields)
+    r = health(run_dir, "--role", "background")
+    assert r.code == (0 if healthy else 1), r
+    assert words in r.out, r
+
+
+def test_background_without_state_file(run_dir):
+    r = health(run_dir, "--role", "background")
+    assert r.code == 1 and "no runner state" in r.out
+
+
+# ------------------------------------------------------------------------------------ worker
+
+
+def test_worker_started_by_run_then_killed(tmp_path, run_dir):
+    backend = backend_root(tmp_path / "backend", standins=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "SPIFFCTL_RUN_DIR": str(run_dir),
+        **base_env(
+            backend,
+            SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+            SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS,
+        ),
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "spiffctl", "run", "--role", "worker", "--no-wait"], env=env)
+    try:
+        wait_until(lambda: (run_dir / "worker.process.json").exists(), timeout=15, what="worker recorded")
+        wait_until(
+            lambda: b"start_celery_worker" in Path(f"/proc/{worker.pid}/cmdline").read_bytes(), timeout=15, what="exec"
+        )
+        # No --role: the role `run` remembered.
+        r = spiffctl("healthcheck", env=env)
+        assert r.code == 0, r
+        assert r.out.startswith(f"healthy: worker: pid {worker.pid} alive; broker (redis at 127.0.0.1:6379/0)")
+        with ClosedPort() as closed:
+            r = spiffctl("healthcheck", env={**env, "SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL": closed.url("redis")})
+        assert r.code == 1 and "refused" in r.out
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    r = spiffctl("healthcheck", env=env)
+    assert r.code == 1 and f"worker process (pid {worker.pid}) is not running" in r.out
+
+
+def test_worker_pid_reused_by_another_process(run_dir, child):
+    # The recorded start time no longer matches: the pid now belongs to someone else.
+    (run_dir / "worker.process.json").write_text(json.dumps({"pid": child.pid, "start": 1}))
+    r = health(run_dir, "--role", "worker", SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true")
+    assert r.code == 1 and "is not running" in r.out
+
+
+def test_worker_without_record(run_dir):
+    r = health(run_dir, "--role", "worker")
+    assert r.code == 1 and "no worker process recorded" in r.out
+
+
+# ------------------------------------------------------------------------------------ role
+
+
+def test_no_role_and_none_remembered(run_dir):
+    r = health(run_dir)
+    assert r.code == 1 and r.out == ""
+    assert r.err.startswith("spiffctl: healthcheck: no role given") and r.err.count("\n") == 1
+
+
+def test_remembered_role_is_used(run_dir):
+    (run_dir / "role").write_text("background\n")
+    r = health(run_dir)
+    assert r.code == 1 and r.out.startswith("unhealthy: background: no runner state")
+
+
+def test_api_slow_drip_server_is_cut_off_by_the_bound(run_dir):
+    # Each byte arrives well within the socket timeout, so only the global bound can stop this.
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not stop.wait(0.3):
+            try:
+                conn.sendall(b"a")
+            except OSError:
+                return
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(listener.getsockname()[1]))
+    finally:
+        stop.set()
+        listener.close()
+    assert r.code == 1 and r.out == "unhealthy: api: no answer within 1.8 s\n", r
+    assert r.elapsed < 2 + 1.0
+
+
+def test_role_all_has_no_single_health_check(run_dir):
+    (run_dir / "role").write_text("all\n")
+    r = health(run_dir)
+    assert r.code == 1 and "pass --role api|background|worker" in r.err
+
+
+def test_api_started_by_run_with_the_standin(tmp_path, run_dir):
+    from tests.servers import free_port
+
+    backend = backend_root(tmp_path / "backend", standins=True)
+    status_file = tmp_path / "status"
+    status_file.write_text("true")
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "SPIFFCTL_RUN_DIR": str(run_dir),
+        "STANDIN_STATUS_FILE": str(status_file),
+        "STANDIN_BIND": "127.0.0.1",
+        **base_env(backend, SPIFFWORKFLOW_BACKEND_PORT=str(port), SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX="/api"),
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "spiffctl", "run", "--role", "api", "--no-wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        r = wait_until(lambda: (r := spiffctl("healthcheck", env=env)).code == 0 and r, timeout=20, what="api up")
+        assert r.out == f"healthy: api: http://127.0.0.1:{port}/api/v1.0/status answered ok\n"
+        status_file.write_text("false")
+        r = spiffctl("healthcheck", env=env)
+        assert r.code == 1 and "answered HTTP 500" in r.out
+    finally:
+        api.kill()
+        api.wait()
