@@ -291,15 +291,21 @@ class Lease:
         t0 = self.clock()
         reply, run_id = self._with_run_id(self._renew, list(self.keys[:2]), [self.token, self.ttl_ms, self._run_id])
         result = int(reply)
+        restarted = bool(self._run_id) and run_id != self._run_id
+        if result <= 0:
+            self._run_id = run_id
         if result == 0:
             raise LeaseLost(
-                "the lease key vanished from Redis (Redis restarted without persistence, failed over, "
+                "Redis restarted (new run_id) and the lease key vanished with its data"
+                if restarted
+                else "the lease key vanished from Redis (Redis restarted without persistence, failed over, "
                 "or the key was deleted)"
             )
         if result < 0:
             holder = current_holder_on(self.conn, self.key)
             who = holder.describe() if holder else "another replica"
-            raise LeaseLost(f"the lease expired in Redis and is now held by {who}")
+            cause = "Redis restarted (new run_id) and lost our key" if restarted else "our key expired in Redis"
+            raise LeaseLost(f"{cause}; the lease is now held by {who}")
         self.valid_until = self.deadline(t0)
         if run_id != self._run_id:
             self._run_id = run_id

@@ -34,7 +34,8 @@ def free_port() -> int:
 class PrivateRedis:
     """A throw-away redis-server on a free port, without persistence, restartable on that port."""
 
-    def __init__(self, workdir: Path, *extra: str) -> None:
+    def __init__(self, workdir: Path, *extra: str, password: str | None = None) -> None:
+        self.password = password
         self.port = free_port()
         self.workdir = workdir
         self.extra = extra
@@ -43,13 +44,15 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
                 *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra),
+                *(("--requirepass", self.password) if self.password else ()),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -57,15 +60,16 @@ class PrivateRedis:
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2).ping()
                 return
             except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.kill()
                     raise
                 time.sleep(0.02)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=2)
+        return redis.Redis(port=self.port, password=self.password, decode_responses=True, socket_timeout=2)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
