@@ -8,6 +8,7 @@ inherits a unique ``SPIFFCTL_TEST_MARK`` variable, so :meth:`Replica.processes` 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+from spiffctl import lease
+from spiffctl.lockconfig import lock_config
+from spiffctl.settings import load
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "lease_standin.py"
@@ -292,3 +297,112 @@ def holder_of(runs: dict[int, Run]) -> Run | None:
     alive = set(alive_workers(runs))
     live = [r for r in runs.values() if r.pid in alive]
     return max(live, key=lambda r: r.start) if live else None
+
+
+class Cluster:
+    """One private Redis, one stand-in backend, any number of replicas sharing them."""
+
+    def __init__(self, tmp: Path, *redis_args: str, password: str | None = None, ttl: float = 3.0) -> None:
+        self.tmp = tmp
+        self.ttl = ttl
+        write_backend(tmp / "backend")
+        self.redis = PrivateRedis(tmp, *redis_args, password=password)
+        self.replicas: list[Replica] = []
+        self.url = self.redis.url
+
+    def env(self, name: str, **extra: str) -> dict[str, str]:
+        return replica_env(self.tmp, name, extra.pop("url", self.url), ttl=self.ttl, **extra)
+
+    def key(self, **extra: str) -> str:
+        return lock_config(load(self.env("x", **extra), self.tmp / "backend")).key
+
+    def prime(self) -> None:
+        """Leave a clean-release tombstone so the first holder needs not wait a TTL."""
+        first = lease.Lease(lease.client(self.url, 1.0), self.key(), self.ttl)
+        first.try_acquire()
+        first.release()
+
+    def start(self, name: str, **extra: str) -> Replica:
+        replica = Replica(self.tmp, name, self.env(name, **extra)).start()
+        self.replicas.append(replica)
+        return replica
+
+    def runs(self):
+        return read_runs(self.tmp / "records.txt")
+
+    def workers_of(self, name: str):
+        return [r for r in self.runs().values() if r.name == name]
+
+    def wait_worker(self, name: str, count: int = 1, timeout: float = 15) -> float:
+        """Wait until ``name`` has started ``count`` workers; the start time of the latest."""
+        assert wait_for(lambda: len(self.workers_of(name)) >= count, timeout), self.logs()
+        return max(r.start for r in self.workers_of(name))
+
+    def wait_log(self, replica: Replica, text: str, timeout: float = 15) -> None:
+        assert wait_for(lambda: text in replica.log(), timeout, 0.05), self.logs()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {r.name} (pid {r.pid})\n{r.log()}" for r in self.replicas)
+
+    def assert_no_overlap(self) -> None:
+        assert overlap(self.runs()) == 0, self.logs()
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.destroy()
+        self.redis.kill()
+
+
+def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:
+    """Three replicas; for ``seconds``, every 0.5-2 s one random fault, mostly aimed at the holder.
+
+    Faults: SIGKILL a replica (restarted at once), SIGTERM it (restarted after it exits), SIGSTOP
+    its renewer for up to 2 TTL, freeze Redis for up to 2 TTL, restart Redis without its data.
+    Everything is thawed at the end; returns the faults applied.
+    """
+    ttl = cluster.ttl
+    rng = random.Random(seed)
+    cluster.prime()
+    live = {name: cluster.start(name) for name in ("r1", "r2", "r3")}
+    frozen: dict[str, float] = {}
+    redis_frozen_until = 0.0
+    end = time.monotonic() + seconds
+    faults: list[str] = []
+    while time.monotonic() < end:
+        time.sleep(rng.uniform(0.5, 2.0))
+        now = time.monotonic()
+        for name, until in list(frozen.items()):
+            if now >= until:
+                live[name].signal(signal.SIGCONT)
+                del frozen[name]
+        if redis_frozen_until and now >= redis_frozen_until:
+            cluster.redis.thaw()
+            redis_frozen_until = 0.0
+        current = holder_of(cluster.runs())
+        name = current.name if current and rng.random() < 0.7 else rng.choice(list(live))
+        fault = rng.choice(["kill", "term", "stop", "stop", "redis-freeze", "redis-restart"])
+        if name in frozen and fault in ("kill", "term", "stop"):
+            continue
+        if fault.startswith("redis") and redis_frozen_until:
+            continue
+        faults.append(f"{fault}:{name}")
+        if fault == "kill":
+            live[name].signal(signal.SIGKILL)
+            live[name] = cluster.start(name)
+        elif fault == "term":
+            live[name].signal(signal.SIGTERM)
+            live[name].wait(15)
+            live[name] = cluster.start(name)
+        elif fault == "stop":
+            live[name].signal(signal.SIGSTOP)
+            frozen[name] = now + rng.uniform(0.5, 2 * ttl)
+        elif fault == "redis-freeze":
+            cluster.redis.freeze()
+            redis_frozen_until = now + rng.uniform(0.5, 2 * ttl)
+        else:
+            cluster.redis.restart()
+    for name in frozen:
+        live[name].signal(signal.SIGCONT)
+    if redis_frozen_until:
+        cluster.redis.thaw()
+    return faults
