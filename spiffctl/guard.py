@@ -181,8 +181,11 @@ class Guard:
         interval = self.times.renew_every if mode == "holder" else self.times.poll
         _write_state(self.settings.env, mode=mode, redis=self.redis_ok, interval=round(interval, 3), **fields)
 
-    def redis_failed(self, e: Exception) -> str:
-        """Classify a Redis error; permanent ones (wrong password, TLS) end the runner."""
+    def redis_failed(self, e: Exception, *, fatal: bool = True) -> str:
+        """Classify a Redis error; permanent ones (wrong password, TLS) end a standby.
+
+        A holder never exits on them: it keeps retrying, and the fence stops the script in time.
+        """
         from spiffctl.probes import Status
         from spiffctl.probes import redis as probe
 
@@ -190,7 +193,7 @@ class Guard:
         self.eviction_checked = False  # it may come back as another Redis
         outcome = probe.classify(e)
         detail = self.settings.redactor(outcome.detail)
-        if outcome.status is Status.PERMANENT:
+        if fatal and outcome.status is Status.PERMANENT:
             raise UnavailableError(f"lease: {self.where()} refused us: {detail}; check {self.config.source}")
         return detail
 
@@ -268,7 +271,7 @@ class Guard:
             self.redis_ok = True
             raise
         except Exception as e:
-            detail = self.redis_failed(e)
+            detail = self.redis_failed(e, fatal=False)
             if failing_since is None:
                 left = self.lease.valid_until - time.monotonic()
                 self.say(
@@ -335,6 +338,10 @@ class Guard:
         return proc, control_w, report_r
 
     def supervise(self, epoch: int) -> None:
+        if time.monotonic() >= self.lease.valid_until - self.times.term_grace:
+            # Delayed (frozen, overloaded) since the last renewal: do not start a script now.
+            self.say("the lease's local deadline is too close to start the Background; back to standby")
+            return
         proc, control, report = self.spawn(epoch)
         buffer = b""
         child_pid: int | None = None

@@ -12,7 +12,8 @@ lines read from the control pipe:
 * ``stop <g>``   stop now: SIGTERM to the group, SIGKILL after ``g`` seconds (never after ``t``).
 * end of file    the renewer died: behave as ``stop <term_grace>``.
 
-and reports on the report pipe: ``started <pid>``, then ``exited <code> <how>`` where ``code``
+and reports on the report pipe: ``started <pid>`` (or ``exited 0 fenced`` without starting it
+when the deadline is already too close), then ``exited <code> <how>`` where ``code``
 is the script's exit code (128+N for signal N) and ``how`` is ``own`` (it exited by itself),
 ``stopped`` (after a stop request or end of file) or ``fenced`` (the deadline passed). It exits
 with the script's code once no process of the group is left.
@@ -180,6 +181,10 @@ class Watchdog:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         _subreaper()
+        if time.monotonic() >= self.fence - self.term_grace:
+            # We were delayed (frozen, overloaded) past the lease: starting now could overlap.
+            self.report("exited 0 fenced")
+            return 0
         try:
             child = subprocess.Popen(argv, cwd=cwd, start_new_session=True, close_fds=True)
         except OSError as e:
