@@ -1,0 +1,255 @@
+"""Shared implementation of the stand-in backend scripts (stdlib only; see tests/standins/__init__.py).
+
+Each ``bin/<script>`` imports :func:`main` with its role. Behaviour is driven by ``STANDIN_*``
+environment variables, documented in ``tests/standins/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+BACKEND_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_state = {"starting": True}
+
+
+def _flag(name: str, default: str = "false") -> str:
+    return os.environ.get(name, default).strip().lower()
+
+
+def _float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def record(role: str, event: str, **extra: Any) -> None:
+    """Append one JSON line to $STANDIN_RECORD with a single O_APPEND write."""
+    path = os.environ.get("STANDIN_RECORD")
+    if not path:
+        return
+    entry = {
+        "role": role,
+        "event": event,
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "pgid": os.getpgid(0),
+        "sid": os.getsid(0),
+        "monotonic": time.monotonic(),
+        "time": time.time(),
+        "env": dict(os.environ),
+        **extra,
+    }
+    data = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def say(text: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _install_signals(role: str) -> None:
+    ignore = _flag("STANDIN_IGNORE_TERM")
+
+    def handler(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGTERM and (ignore == "true" or (ignore == "startup" and _state["starting"])):
+            record(role, "signal", signal=name, action="ignored")
+            return
+        code = 0 if signum == signal.SIGTERM else 128 + signum
+        record(role, "stop", reason="signal", signal=name, exit_code=code)
+        _exit(code)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def _spawn_orphan(role: str) -> None:
+    """Double fork: the grandchild is re-parented to the nearest subreaper / PID 1."""
+    seconds = _float("STANDIN_ORPHAN_SECONDS", 3.0) or 0.0
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    if os.fork():
+        os._exit(0)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    deadline = time.monotonic() + 2
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    record(role + "-orphan", "start")
+    time.sleep(seconds)
+    record(role + "-orphan", "exit", reason="lifetime", exit_code=0)
+    os._exit(0)
+
+
+def _spawn_child(role: str) -> None:
+    """A python grandchild in the same process group (like `uv run` -> python)."""
+    subprocess.Popen([sys.executable, os.path.realpath(__file__), "child", role], close_fds=True)
+
+
+def _child_main(role: str) -> None:
+    me = role + "-child"
+
+    def handler(signum: int, _frame: object) -> None:
+        code = 0 if signum == signal.SIGTERM else 128 + signum
+        record(me, "stop", reason="signal", signal=signal.Signals(signum).name, exit_code=code)
+        _exit(code)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, handler)
+    record(me, "start")
+    time.sleep(_float("STANDIN_MAX_LIFETIME", 300.0) or 300.0)
+    record(me, "exit", reason="max_lifetime", exit_code=0)
+    _exit(0)
+
+
+def _bash_like_error(script: str, message: str, code: int = 1) -> None:
+    say(message, err=True)
+    say(f"Exited with BAD EXIT CODE '{code}' in {script} script at line: 1.", err=True)
+
+
+def _status_ok() -> bool:
+    path = os.environ.get("STANDIN_STATUS_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip().lower() != "false"
+        except FileNotFoundError:
+            pass
+    return _flag("STANDIN_STATUS_OK", "true") != "false"
+
+
+def _serve_api(role: str) -> None:
+    port = int(os.environ.get("SPIFFWORKFLOW_BACKEND_PORT") or 7000)
+    prefix = (os.environ.get("SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX") or "").strip("/")
+    status_path = (f"/{prefix}" if prefix else "") + "/v1.0/status"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] == status_path:
+                ok = _status_ok()
+                self._send(200 if ok else 500, {"ok": ok})
+            else:
+                self._send(404, {"error": "not found", "path": self.path})
+
+        def _send(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            say(f"standin api access: {format % args}")
+
+    bind = os.environ.get("STANDIN_BIND", "0.0.0.0")
+    try:
+        server = ThreadingHTTPServer((bind, port), Handler)
+    except OSError as exc:
+        say(f"[ERROR] Connection in use: ('{bind}', {port}): {exc}", err=True)
+        record(role, "error", reason="bind", error=str(exc), exit_code=1)
+        _exit(1)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    say(f"BOOT SERVER IN DOCKER ({now}): Starting gunicorn server")
+    say(f"[{now} +0000] [{os.getpid()}] [INFO] Listening at: http://{bind}:{port} ({os.getpid()})")
+    record(role, "ready", port=port, status_path=status_path)
+
+
+def main(role: str, script: str) -> None:
+    _install_signals(role)
+    record(role, "start")
+    started = time.monotonic()
+
+    if _flag("STANDIN_CHECK_CWD", "true") == "true" and os.path.realpath(os.getcwd()) != BACKEND_ROOT:
+        say(f"error: Failed to spawn: `./{script}`: cwd {os.getcwd()} is not the backend root {BACKEND_ROOT}", err=True)
+        record(role, "error", reason="cwd", exit_code=2)
+        _exit(2)
+    if role == "api":
+        if not os.environ.get("SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR"):
+            _bash_like_error(
+                script, f"./{script}: line 86: SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR: unbound variable"
+            )
+            record(role, "error", reason="bpmn_dir_unset", exit_code=1)
+            _exit(1)
+        app_root = os.environ.get("SPIFFWORKFLOW_BACKEND_APPLICATION_ROOT", "")
+        if app_root and app_root != "/":
+            say(
+                "ERROR: SPIFFWORKFLOW_BACKEND_APPLICATION_ROOT has been set. This variable has been renamed to "
+                "SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX. Please use that instead.",
+                err=True,
+            )
+            record(role, "error", reason="application_root", exit_code=1)
+            _exit(1)
+
+    text = os.environ.get("STANDIN_PRINT")
+    if text:
+        say(text)
+        say(text, err=True)
+    if _flag("STANDIN_ORPHAN") == "true":
+        _spawn_orphan(role)
+    if _flag("STANDIN_SPAWN_CHILD") == "true":
+        _spawn_child(role)
+
+    delay = _float("STANDIN_STARTUP_DELAY", 0.0) or 0.0
+    if delay:
+        time.sleep(delay)
+    _state["starting"] = False
+
+    if role == "api":
+        _serve_api(role)
+    else:
+        say(f"standin {role}: started pid={os.getpid()} host={socket.gethostname()}")
+        record(role, "ready")
+
+    exit_after = _float("STANDIN_EXIT_AFTER", None)
+    max_lifetime = _float("STANDIN_MAX_LIFETIME", 300.0) or 300.0
+    interval = _float("STANDIN_HEARTBEAT", 1.0) or 1.0
+    beats = 0
+    while True:
+        elapsed = time.monotonic() - started
+        if exit_after is not None and elapsed >= exit_after:
+            code = int(os.environ.get("STANDIN_EXIT_CODE") or 0)
+            say(f"standin {role}: exiting with {code} after {exit_after}s", err=code != 0)
+            record(role, "exit", reason="exit_after", exit_code=code)
+            _exit(code)
+        if elapsed >= max_lifetime:
+            record(role, "exit", reason="max_lifetime", exit_code=0)
+            _exit(0)
+        if role == "worker":
+            beats += 1
+            say(f"standin worker: alive ({beats})")
+        step = interval if role == "worker" else 0.1
+        if exit_after is not None:
+            step = min(step, max(exit_after - elapsed, 0.01))
+        time.sleep(step)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "child":
+    _child_main(sys.argv[2])
