@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lease_support import Cluster, alive_workers, chaos, overlap, wait_for
+from tests.lease_support import Cluster, alive_workers, chaos, overlap, wait_for
 
 
 def pair(cluster: Cluster):

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from lease_support import (
+
+from tests.lease_support import (
     REPO,
     Cluster,
     PrivateRedis,

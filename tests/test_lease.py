@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from lease_support import PrivateRedis
 
 from spiffctl import lease
 from spiffctl.lockconfig import LockConfig
+from tests.lease_support import PrivateRedis
 
 
 @pytest.fixture
