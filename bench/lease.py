@@ -33,7 +33,7 @@ def pair(cluster: Cluster):
     a = cluster.start("a")
     assert wait_for(lambda: cluster.workers_of("a"), 15), cluster.logs()
     b = cluster.start("b")
-    assert wait_for(lambda: "standby: the Background runs on" in b.log(), 15), cluster.logs()
+    assert wait_for(lambda: "standby: the Background lease is held by" in b.log(), 15), cluster.logs()
     return a, b
 
 

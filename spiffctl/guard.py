@@ -241,7 +241,7 @@ class Guard:
                 if said_holder != (result.host, result.pid, result.epoch):
                     said_holder = (result.host, result.pid, result.epoch)
                     self.say(
-                        f"standby: the Background runs on {holder_text}; taking over when its lease "
+                        f"standby: the Background lease is held by {holder_text}; taking over when it "
                         f"ends (key {self.config.key}, ttl {self.config.ttl:g} s)"
                     )
             self.write_state("standby", holder=holder_text)

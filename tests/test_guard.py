@@ -48,7 +48,7 @@ def holder_and_standby(cluster: Cluster) -> tuple[Replica, Replica]:
     a = cluster.start("a")
     cluster.wait_worker("a")
     b = cluster.start("b")
-    cluster.wait_log(b, "standby: the Background runs on")
+    cluster.wait_log(b, "standby: the Background lease is held by")
     return a, b
 
 
@@ -59,11 +59,11 @@ def test_first_holder_waits_one_ttl_then_standby_names_it(cluster):
     assert first - started >= TTL  # fresh Redis: nothing proves an earlier holder stopped
     assert "no record of a previous lease" in a.log()
     b = cluster.start("b")
-    cluster.wait_log(b, "standby: the Background runs on")
+    cluster.wait_log(b, "standby: the Background lease is held by")
     line = next(x for x in b.log().splitlines() if "standby:" in x)
     assert f"pid {a.pid} since " in line and "UTC" in line and "epoch 1" in line
     time.sleep(2 * TTL)
-    assert b.log().count("standby: the Background runs on") == 1  # said once
+    assert b.log().count("standby: the Background lease is held by") == 1  # said once
     assert cluster.workers_of("b") == []
     [worker] = cluster.workers_of("a")
     assert worker.epoch == "1"  # SPIFFCTL_LEASE_EPOCH
@@ -121,7 +121,7 @@ def test_frozen_renewer_is_fenced_and_returns_to_standby(cluster, target):
     else:
         os.killpg(a.pid, signal.SIGCONT)
     cluster.wait_log(a, "back to standby")
-    cluster.wait_log(a, f"standby: the Background runs on {os.uname().nodename} pid {b.pid}")
+    cluster.wait_log(a, f"standby: the Background lease is held by {os.uname().nodename} pid {b.pid}")
     assert a.running()
     cluster.assert_no_overlap()
 
