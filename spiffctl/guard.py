@@ -12,7 +12,7 @@ deadline and SIGKILLs it at the deadline, and also stops it when the pipe closes
 A frozen renewer therefore cannot keep the script alive past its lease; the renewer in turn kills
 the group itself if the watchdog is late or dies. Only when every process is frozen at once (a
 paused container, a suspended VM) can nobody act in time: the script is frozen too then, and the
-watchdog kills it as soon as it runs again (its deadline is on the shared monotonic clock).
+watchdog kills it as soon as it runs again (its deadline is on the shared boot-time clock).
 
 Graceful stop (SIGTERM/SIGINT): stop the script's group (SIGTERM, SIGKILL after ``STOP_GRACE``),
 keep renewing while it exits, release the lease (a standby takes over at once) and exit with the
@@ -259,7 +259,7 @@ class Guard:
                 f"acquired the lease, epoch {grant.epoch}, but {grant.why}: waiting {wait:.1f} s before starting "
                 f"{self.script.name} so that a holder which lost its key has stopped"
             )
-            if not self.keep_without_child(time.monotonic() + wait, grant.epoch):
+            if not self.keep_without_child(lease.now() + wait, grant.epoch):
                 return
         self.supervise(grant.epoch)
 
@@ -273,29 +273,29 @@ class Guard:
         except Exception as e:
             detail = self.redis_failed(e, fatal=False)
             if failing_since is None:
-                left = self.lease.valid_until - time.monotonic()
+                left = self.lease.valid_until - lease.now()
                 self.say(
                     f"cannot renew the lease at {self.where()}: {detail}; retrying, the Background "
                     f"will be stopped in {max(left, 0):.1f} s unless Redis answers"
                 )
-                return time.monotonic(), detail
+                return lease.now(), detail
             return failing_since, detail
         self.redis_ok = True
         if failing_since is not None:
-            self.say(f"renewed the lease again after {time.monotonic() - failing_since:.1f} s of failures")
+            self.say(f"renewed the lease again after {lease.now() - failing_since:.1f} s of failures")
         return None, ""
 
     def keep_without_child(self, until: float, epoch: int) -> bool:
         """Hold the lease without a child until ``until``; False when lost or stopped."""
         failing_since: float | None = None
         error = ""
-        next_renew = time.monotonic() + self.times.renew_every
-        while time.monotonic() < until:
+        next_renew = lease.now() + self.times.renew_every
+        while lease.now() < until:
             if self.stop_signal is not None:
                 self.release()
                 self.say(f"stopped by signal {self.stop_signal} before the Background started")
                 sys.exit(0)
-            now = time.monotonic()
+            now = lease.now()
             if now >= self.lease.valid_until:
                 down = now - (failing_since or now)
                 self.say(f"lost the lease before starting: Redis unreachable for {down:.1f} s ({error})")
@@ -306,9 +306,9 @@ class Guard:
                 except lease.LeaseLost as e:
                     self.say(f"lost the lease before starting: {e}")
                     return False
-                next_renew = time.monotonic() + (self.times.poll if failing_since else self.times.renew_every)
+                next_renew = lease.now() + (self.times.poll if failing_since else self.times.renew_every)
                 self.write_state("holder", epoch=epoch)
-            self.sleep(min(next_renew, until, self.lease.valid_until) - time.monotonic())
+            self.sleep(min(next_renew, until, self.lease.valid_until) - lease.now())
         return True
 
     def spawn(self, epoch: int) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -338,7 +338,7 @@ class Guard:
         return proc, control_w, report_r
 
     def supervise(self, epoch: int) -> None:
-        if time.monotonic() >= self.lease.valid_until - self.times.term_grace:
+        if lease.now() >= self.lease.valid_until - self.times.term_grace:
             # Delayed (frozen, overloaded) since the last renewal: do not start a script now.
             self.say("the lease's local deadline is too close to start the Background; back to standby")
             return
@@ -351,7 +351,7 @@ class Guard:
         lost: str | None = None
         stop_sent = 0
         belted = False
-        next_renew = time.monotonic() + self.times.renew_every
+        next_renew = lease.now() + self.times.renew_every
         next_state = 0.0
 
         def send(line: str) -> None:
@@ -361,7 +361,7 @@ class Guard:
                 pass  # the watchdog is gone; the report pipe's end says so
 
         while result is None:
-            now = time.monotonic()
+            now = lease.now()
             timeout = min(next_renew, self.lease.valid_until + BELT) - now
             ready, _, _ = select.select([report, self.wake_r], [], [], max(0.0, min(timeout, self.times.poll)))
             self._drain_wake()
@@ -398,7 +398,7 @@ class Guard:
                     )
                 send(f"stop {grace!r}")
                 stop_sent = self.stop_count
-            now = time.monotonic()
+            now = lease.now()
             if lost is None and now >= next_renew:
                 try:
                     failing_since, error = self.renew(failing_since, error)
@@ -409,7 +409,7 @@ class Guard:
                 else:
                     if failing_since is None:
                         send(f"fence {self.lease.valid_until!r}")
-                now = time.monotonic()
+                now = lease.now()
                 next_renew = now + (self.times.poll if failing_since else self.times.renew_every)
             if not belted and child_pid and now > self.lease.valid_until + BELT:
                 # The watchdog should have killed the group by now; it is frozen or gone.
@@ -438,7 +438,7 @@ class Guard:
             sys.exit(code)
         if lost is None:
             lost = (
-                f"could not renew for {time.monotonic() - failing_since:.1f} s ({error})"
+                f"could not renew for {lease.now() - failing_since:.1f} s ({error})"
                 if failing_since is not None
                 else "the local deadline passed without a successful renewal"
             )
@@ -448,8 +448,8 @@ class Guard:
     def watchdog_died(self, child_pid: int | None) -> tuple[int, str]:
         if child_pid:
             _killpg(child_pid, signal.SIGKILL)
-            end = time.monotonic() + 2.0
-            while time.monotonic() < end and _group_alive(child_pid):
+            end = lease.now() + 2.0
+            while lease.now() < end and _group_alive(child_pid):
                 time.sleep(0.02)
         self.say("the watchdog died unexpectedly; killed the Background's process group")
         return 137, "fenced"

@@ -11,7 +11,7 @@ because a Background lease never spans shards):
                    ``SPIFFCTL_LEASE_EPOCH``. It restarts at 1 if Redis loses its data.
 * ``K:released``   tombstone written by a clean release: value = the released epoch, short expiry.
 
-Time. The holder reads the monotonic clock into ``t0`` *before* sending an acquire or renew. Redis
+Time. The holder reads :func:`now` into ``t0`` *before* sending an acquire or renew. Redis
 starts its own expiry when the command arrives, i.e. after ``t0``, so the lease is certainly still
 held in Redis until ``t0 + ttl`` as far as the holder's clock can tell; allowing for clock rate
 drift (``DRIFT``) and the time it takes to kill a process group (:func:`margin`), the holder treats
@@ -59,6 +59,19 @@ DRIFT = 0.01  # clock rate difference tolerated between this host and Redis (red
 EVICTING_PREFIXES = ("allkeys-", "volatile-")
 
 Clock = Callable[[], float]
+
+
+def now() -> float:
+    """The clock every lease deadline is kept on, shared by all processes of the host.
+
+    ``CLOCK_BOOTTIME`` where it exists (Linux): like ``CLOCK_MONOTONIC`` it never jumps with the
+    wall clock, but it also counts time the host spent suspended, during which Redis (elsewhere)
+    kept expiring keys. :mod:`spiffctl.watchdog` has the same function (it imports nothing of ours).
+    """
+    return time.clock_gettime(_CLOCK)
+
+
+_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 
 
 def margin(ttl: float) -> float:
@@ -151,7 +164,7 @@ class Grant:
     """A successful acquisition."""
 
     epoch: int
-    valid_until: float  # monotonic; the child must be dead by then unless a renewal succeeds
+    valid_until: float  # on now(); the child must be dead by then unless a renewal succeeds
     proven: bool  # the previous lease certainly ended: the child may start at once
     why: str  # how we know (or why we do not), for the log
 
@@ -221,7 +234,7 @@ class Lease:
         *,
         host: str | None = None,
         pid: int | None = None,
-        clock: Clock = time.monotonic,
+        clock: Clock = now,
     ) -> None:
         self.conn = conn
         self.key = key

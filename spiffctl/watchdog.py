@@ -6,7 +6,7 @@ This process knows nothing about Redis. It starts the script in a new session (s
 ``uv run`` and the python it spawns form one process group it can kill as a whole), then obeys
 lines read from the control pipe:
 
-* ``fence <t>``  the script must be dead by monotonic time ``t`` (``CLOCK_MONOTONIC`` is shared
+* ``fence <t>``  the script must be dead by time ``t`` on :func:`clock` (``CLOCK_BOOTTIME``, shared
   by all processes on the host): SIGTERM to the group at ``t - term_grace``, SIGKILL at ``t``.
   Each successful renewal sends a later ``t``.
 * ``stop <g>``   stop now: SIGTERM to the group, SIGKILL after ``g`` seconds (never after ``t``).
@@ -39,8 +39,16 @@ import sys
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
+_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 GROUP_GONE_WAIT = 2.0  # after SIGKILL, how long to wait for the group to be reaped
-MAX_SLEEP = 0.5  # wake up at least this often even without events (belt and braces)
+# Wake up at least this often: select() sleeps on CLOCK_MONOTONIC, which stops while the host is
+# suspended, so after a resume a deadline on CLOCK_BOOTTIME is noticed within this time.
+MAX_SLEEP = 0.5
+
+
+def clock() -> float:
+    """Same clock as ``spiffctl.lease.now``: counts suspended time, never jumps."""
+    return time.clock_gettime(_CLOCK)
 
 
 def _subreaper() -> None:
@@ -98,7 +106,7 @@ class Watchdog:
         return min(t, self.stop_at + self.stop_grace) if self.stop_at is not None else t
 
     def request_stop(self, grace: float) -> None:
-        now = time.monotonic()
+        now = clock()
         if self.stop_at is None or now + grace < self.stop_at + self.stop_grace:
             self.stop_at, self.stop_grace = now, grace
 
@@ -139,7 +147,7 @@ class Watchdog:
                 self.code = _code(status)
 
     def enforce(self) -> None:
-        now = time.monotonic()
+        now = clock()
         if not self.killed and now >= self.kill_at():
             # Past the deadline SIGTERM is pointless: the lease may already be someone else's.
             self._cause()
@@ -159,13 +167,13 @@ class Watchdog:
         assert self.code is not None
         if _killpg(self.pid, 0):
             _killpg(self.pid, signal.SIGTERM)
-            end = min(time.monotonic() + self.term_grace, self.fence)
-            while time.monotonic() < end and _killpg(self.pid, 0):
+            end = min(clock() + self.term_grace, self.fence)
+            while clock() < end and _killpg(self.pid, 0):
                 self.reap()
                 time.sleep(0.02)
             if _killpg(self.pid, signal.SIGKILL):
-                end = time.monotonic() + GROUP_GONE_WAIT
-                while time.monotonic() < end and _killpg(self.pid, 0):
+                end = clock() + GROUP_GONE_WAIT
+                while clock() < end and _killpg(self.pid, 0):
                     self.reap()
                     time.sleep(0.01)
         self.report(f"exited {self.code} {self.how}")
@@ -181,7 +189,7 @@ class Watchdog:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         _subreaper()
-        if time.monotonic() >= self.fence - self.term_grace:
+        if clock() >= self.fence - self.term_grace:
             # We were delayed (frozen, overloaded) past the lease: starting now could overlap.
             self.report("exited 0 fenced")
             return 0
@@ -197,7 +205,7 @@ class Watchdog:
             if self.code is not None:
                 return self.finish()
             self.enforce()
-            now = time.monotonic()
+            now = clock()
             pending = [t for t, done in ((self.term_at(), self.termed), (self.kill_at(), self.killed)) if not done]
             timeout = max(0.0, min([*pending, now + MAX_SLEEP]) - now)
             fds = [wake_r] + ([self.control] if self.control >= 0 else [])
