@@ -1,0 +1,408 @@
+"""Private Redis servers, Background replicas and overlap accounting for the lease tests and bench.
+
+Every process a replica creates (spiffctl, its watchdog, the stand-in script and its worker)
+inherits a unique ``SPIFFCTL_TEST_MARK`` variable, so :meth:`Replica.processes` finds them through
+``/proc`` even after they are orphaned, and :meth:`Replica.destroy` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from spiffctl import lease
+from spiffctl.lockconfig import lock_config
+from spiffctl.settings import load
+
+HERE = Path(__file__).resolve().parent
+STANDIN = HERE / "lease_standin.py"
+REPO = HERE.parent
+GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activity is split there
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A throw-away redis-server on a free port, without persistence, restartable on that port."""
+
+    def __init__(self, workdir: Path, *extra: str, password: str | None = None) -> None:
+        self.password = password
+        self.port = free_port()
+        self.workdir = workdir
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra),
+                *(("--requirepass", self.password) if self.password else ()),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2).ping()
+                return
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.kill()
+                    raise
+                time.sleep(0.02)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password, decode_responses=True, socket_timeout=2)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        """Kill -9 and start again on the same port: all data is gone (no persistence)."""
+        self.kill()
+        self.start()
+
+    def freeze(self) -> None:
+        assert self.proc
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def write_backend(root: Path) -> Path:
+    """A backend root whose Background script runs the stand-in through a bash layer, like the real one."""
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    script = root / "bin" / "start_blocking_apscheduler"
+    script.write_text(f'#!/usr/bin/env bash\nset -e\n"{sys.executable}" "{STANDIN}"\n')
+    script.chmod(0o755)
+    (root / "bpmn").mkdir(exist_ok=True)
+    return root
+
+
+def replica_env(tmp: Path, name: str, lock_url: str, *, ttl: float = 3, db: str = "db", **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        "SPIFFWORKFLOW_BACKEND_DATABASE_URI": f"sqlite:///{tmp / (db + '.sqlite3')}",
+        "FLASK_SESSION_SECRET_KEY": "not-a-real-secret-key",
+        "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp / "backend" / "bpmn"),
+        "SPIFFCTL_LOCK_URL": lock_url,
+        "SPIFFCTL_LOCK_TTL": str(ttl),
+        "SPIFFCTL_RUN_DIR": str(tmp / f"run-{name}"),
+        "STANDIN_RECORDS": str(tmp / "records.txt"),
+        "STANDIN_NAME": name,
+    }
+    env.update(extra)
+    return env
+
+
+class Replica:
+    """``spiffctl run --role background`` in a process group of its own, like one container."""
+
+    def __init__(self, tmp: Path, name: str, env: dict[str, str]) -> None:
+        self.tmp = tmp
+        self.name = name
+        self.mark = uuid.uuid4().hex
+        self.env = {**env, "SPIFFCTL_TEST_MARK": self.mark}
+        self.log_path = tmp / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Replica:
+        backend = self.tmp / "backend"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "spiffctl",
+                    "run",
+                    "--role",
+                    "background",
+                    "--no-wait",
+                    "--backend-dir",
+                    str(backend),
+                ],
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def processes(self) -> list[int]:
+        """Every live process carrying this replica's mark (orphans included)."""
+        needle = f"SPIFFCTL_TEST_MARK={self.mark}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+        return found
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.processes():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def signal(self, sig: int) -> None:
+        assert self.proc
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc
+        return self.proc.wait(timeout=timeout)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def destroy(self) -> None:
+        for _ in range(3):
+            self.signal_all(signal.SIGKILL)
+            self.signal_all(signal.SIGCONT)
+            if self.proc:
+                try:
+                    self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    continue
+            deadline = time.monotonic() + 2
+            while self.processes() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.processes():
+                return
+
+
+@dataclass
+class Run:
+    pid: int
+    epoch: str
+    name: str
+    start: float
+    times: list[float]
+    stop: float | None = None
+
+
+def read_runs(path: Path) -> dict[int, Run]:
+    runs: dict[int, Run] = {}
+    if not path.exists():
+        return runs
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        kind, t, pid = parts[0], float(parts[1]), int(parts[2])
+        if kind == "start":
+            runs[pid] = Run(pid, parts[3], parts[4], t, [t])
+        elif pid in runs:
+            runs[pid].times.append(t)
+            if kind == "stop":
+                runs[pid].stop = t
+    return runs
+
+
+def active_segments(run: Run) -> list[tuple[float, float]]:
+    """Stretches during which the worker demonstrably ran (consecutive records less than GAP apart)."""
+    segments = []
+    begin = prev = run.times[0]
+    for t in run.times[1:]:
+        if t - prev > GAP:
+            segments.append((begin, prev))
+            begin = t
+        prev = t
+    segments.append((begin, prev))
+    return segments
+
+
+def overlap(runs: dict[int, Run]) -> float:
+    """Seconds during which two or more workers were running at once."""
+    events = []
+    for run in runs.values():
+        for a, b in active_segments(run):
+            events += [(a, 1), (b, -1)]
+    events.sort(key=lambda e: (e[0], e[1]))
+    total, depth, since = 0.0, 0, 0.0
+    for t, delta in events:
+        if depth >= 2:
+            total += t - since
+        depth += delta
+        since = t
+    return total
+
+
+def alive_workers(runs: dict[int, Run]) -> list[int]:
+    out = []
+    for pid in runs:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    return out
+
+
+def wait_for(predicate: object, timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(step)
+    return bool(predicate())  # type: ignore[operator]
+
+
+def holder_of(runs: dict[int, Run]) -> Run | None:
+    """The most recently started worker that is still alive."""
+    alive = set(alive_workers(runs))
+    live = [r for r in runs.values() if r.pid in alive]
+    return max(live, key=lambda r: r.start) if live else None
+
+
+class Cluster:
+    """One private Redis, one stand-in backend, any number of replicas sharing them."""
+
+    def __init__(self, tmp: Path, *redis_args: str, password: str | None = None, ttl: float = 3.0) -> None:
+        self.tmp = tmp
+        self.ttl = ttl
+        write_backend(tmp / "backend")
+        self.redis = PrivateRedis(tmp, *redis_args, password=password)
+        self.replicas: list[Replica] = []
+        self.url = self.redis.url
+
+    def env(self, name: str, **extra: str) -> dict[str, str]:
+        return replica_env(self.tmp, name, extra.pop("url", self.url), ttl=self.ttl, **extra)
+
+    def key(self, **extra: str) -> str:
+        return lock_config(load(self.env("x", **extra), self.tmp / "backend")).key
+
+    def prime(self) -> None:
+        """Leave a clean-release tombstone so the first holder needs not wait a TTL."""
+        first = lease.Lease(lease.client(self.url, 1.0), self.key(), self.ttl)
+        first.try_acquire()
+        first.release()
+
+    def start(self, name: str, **extra: str) -> Replica:
+        replica = Replica(self.tmp, name, self.env(name, **extra)).start()
+        self.replicas.append(replica)
+        return replica
+
+    def runs(self):
+        return read_runs(self.tmp / "records.txt")
+
+    def workers_of(self, name: str):
+        return [r for r in self.runs().values() if r.name == name]
+
+    def wait_worker(self, name: str, count: int = 1, timeout: float = 15) -> float:
+        """Wait until ``name`` has started ``count`` workers; the start time of the latest."""
+        assert wait_for(lambda: len(self.workers_of(name)) >= count, timeout), self.logs()
+        return max(r.start for r in self.workers_of(name))
+
+    def wait_log(self, replica: Replica, text: str, timeout: float = 15) -> None:
+        assert wait_for(lambda: text in replica.log(), timeout, 0.05), self.logs()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {r.name} (pid {r.pid})\n{r.log()}" for r in self.replicas)
+
+    def assert_no_overlap(self) -> None:
+        assert overlap(self.runs()) == 0, self.logs()
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.destroy()
+        self.redis.kill()
+
+
+def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:
+    """Three replicas; for ``seconds``, every 0.5-2 s one random fault, mostly aimed at the holder.
+
+    Faults: SIGKILL a replica (restarted at once), SIGTERM it (restarted after it exits), SIGSTOP
+    its renewer for up to 2 TTL, freeze Redis for up to 2 TTL, restart Redis without its data.
+    Everything is thawed at the end; returns the faults applied.
+    """
+    ttl = cluster.ttl
+    rng = random.Random(seed)
+    cluster.prime()
+    live = {name: cluster.start(name) for name in ("r1", "r2", "r3")}
+    frozen: dict[str, float] = {}
+    redis_frozen_until = 0.0
+    end = time.monotonic() + seconds
+    faults: list[str] = []
+    while time.monotonic() < end:
+        time.sleep(rng.uniform(0.5, 2.0))
+        now = time.monotonic()
+        for name, until in list(frozen.items()):
+            if now >= until:
+                live[name].signal(signal.SIGCONT)
+                del frozen[name]
+        if redis_frozen_until and now >= redis_frozen_until:
+            cluster.redis.thaw()
+            redis_frozen_until = 0.0
+        current = holder_of(cluster.runs())
+        name = current.name if current and rng.random() < 0.7 else rng.choice(list(live))
+        fault = rng.choice(["kill", "term", "stop", "stop", "redis-freeze", "redis-restart"])
+        if name in frozen and fault in ("kill", "term", "stop"):
+            continue
+        if fault.startswith("redis") and redis_frozen_until:
+            continue
+        faults.append(f"{fault}:{name}")
+        if fault == "kill":
+            live[name].signal(signal.SIGKILL)
+            live[name] = cluster.start(name)
+        elif fault == "term":
+            live[name].signal(signal.SIGTERM)
+            live[name].wait(15)
+            live[name] = cluster.start(name)
+        elif fault == "stop":
+            live[name].signal(signal.SIGSTOP)
+            frozen[name] = now + rng.uniform(0.5, 2 * ttl)
+        elif fault == "redis-freeze":
+            cluster.redis.freeze()
+            redis_frozen_until = now + rng.uniform(0.5, 2 * ttl)
+        else:
+            cluster.redis.restart()
+    for name in frozen:
+        live[name].signal(signal.SIGCONT)
+    if redis_frozen_until:
+        cluster.redis.thaw()
+    return faults

@@ -1,0 +1,319 @@
+"""``spiffctl run --role background`` replicas under faults, against private Redis servers.
+
+Each replica is a real spiffctl process in its own process group (like a container); the
+Background script is a stand-in that records start/tick/stop with monotonic timestamps (see
+``lease_standin.py``). Every scenario asserts that no two stand-ins ran at the same moment.
+TTL is 3 s throughout: renew every 1 s, SIGTERM 0.5 s before and SIGKILL at ~2.77 s after the
+last successful renewal's request was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.lease_support import (
+    REPO,
+    Cluster,
+    PrivateRedis,
+    Replica,
+    alive_workers,
+    chaos,
+    overlap,
+    read_runs,
+    replica_env,
+    wait_for,
+    write_backend,
+)
+
+TTL = 3.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    c = Cluster(tmp_path)
+    yield c
+    c.close()
+
+
+def holder_and_standby(cluster: Cluster) -> tuple[Replica, Replica]:
+    cluster.prime()
+    a = cluster.start("a")
+    cluster.wait_worker("a")
+    b = cluster.start("b")
+    cluster.wait_log(b, "standby: the Background lease is held by")
+    return a, b
+
+
+def test_first_holder_waits_one_ttl_then_standby_names_it(cluster):
+    a = cluster.start("a")
+    started = time.monotonic()
+    first = cluster.wait_worker("a")
+    assert first - started >= TTL  # fresh Redis: nothing proves an earlier holder stopped
+    assert "no record of a previous lease" in a.log()
+    b = cluster.start("b")
+    cluster.wait_log(b, "standby: the Background lease is held by")
+    line = next(x for x in b.log().splitlines() if "standby:" in x)
+    assert f"pid {a.pid} since " in line and "UTC" in line and "epoch 1" in line
+    time.sleep(2 * TTL)
+    assert b.log().count("standby: the Background lease is held by") == 1  # said once
+    assert cluster.workers_of("b") == []
+    [worker] = cluster.workers_of("a")
+    assert worker.epoch == "1"  # SPIFFCTL_LEASE_EPOCH
+
+
+def test_holder_sigkill_fails_over_after_the_ttl(cluster):
+    a, _ = holder_and_standby(cluster)
+    killed = time.monotonic()
+    a.signal(signal.SIGKILL)
+    started = cluster.wait_worker("b", timeout=3 * TTL)
+    assert started - killed <= TTL + 2
+    [old] = cluster.workers_of("a")
+    assert old.pid not in alive_workers(cluster.runs())  # the watchdog saw the pipe close
+    assert old.stop is not None and old.stop < started
+    cluster.assert_no_overlap()
+
+
+def test_holder_sigterm_hands_off_at_once(cluster):
+    a, b = holder_and_standby(cluster)
+    stopped = time.monotonic()
+    a.signal(signal.SIGTERM)
+    assert a.wait(10) == 128 + signal.SIGTERM  # the script's own code: it died by SIGTERM
+    started = cluster.wait_worker("b", timeout=2 * TTL)
+    assert started - stopped < TTL  # released, not expired
+    assert "released cleanly" in b.log()
+    assert "lease released" in a.log()
+    [old] = cluster.workers_of("a")
+    [new] = cluster.workers_of("b")
+    assert int(new.epoch) == int(old.epoch) + 1
+    cluster.assert_no_overlap()
+
+
+def test_standby_exits_zero_on_sigterm(cluster):
+    _, b = holder_and_standby(cluster)
+    b.signal(signal.SIGTERM)
+    assert b.wait(5) == 0
+
+
+@pytest.mark.parametrize("target", ["renewer", "process group"])
+def test_frozen_renewer_is_fenced_and_returns_to_standby(cluster, target):
+    a, b = holder_and_standby(cluster)
+    frozen = time.monotonic()
+    if target == "renewer":
+        a.signal(signal.SIGSTOP)
+    else:
+        os.killpg(a.pid, signal.SIGSTOP)  # spiffctl's group; the watchdog has a session of its own
+    started = cluster.wait_worker("b", timeout=3 * TTL)
+    [old] = cluster.workers_of("a")
+    assert old.pid not in alive_workers(cluster.runs())
+    assert old.times[-1] < started
+    assert old.times[-1] - frozen < TTL  # fenced by the watchdog on the local deadline
+    time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))
+    if target == "renewer":
+        a.signal(signal.SIGCONT)
+    else:
+        os.killpg(a.pid, signal.SIGCONT)
+    cluster.wait_log(a, "back to standby")
+    cluster.wait_log(a, f"standby: the Background lease is held by {os.uname().nodename} pid {b.pid}")
+    assert a.running()
+    cluster.assert_no_overlap()
+
+
+def test_whole_replica_frozen_overlaps_less_than_a_second(cluster):
+    a, _ = holder_and_standby(cluster)
+    a.signal_all(signal.SIGSTOP)  # like docker pause: renewer, watchdog and script alike
+    frozen = time.monotonic()
+    cluster.wait_worker("b", timeout=3 * TTL)
+    time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))
+    [old] = cluster.workers_of("a")
+    a.signal_all(signal.SIGCONT)
+    thawed = time.monotonic()
+    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2, step=0.005)
+    assert time.monotonic() - thawed < 1.0  # it ran again, briefly, next to b's script
+    assert overlap(cluster.runs()) < 1.0, cluster.logs()
+    cluster.wait_log(a, "back to standby")
+
+
+def test_redis_restart_without_persistence(cluster):
+    a, b = holder_and_standby(cluster)
+    restarted = time.monotonic()
+    cluster.redis.restart()
+    cluster.wait_log(a, "Redis restarted (new run_id)")
+    assert wait_for(lambda: len(cluster.runs()) == 2, 4 * TTL), cluster.logs()
+    new = max(cluster.runs().values(), key=lambda r: r.start)
+    assert new.start - restarted >= TTL  # the new holder could not prove the old one stopped
+    assert "Redis lost its data" in a.log() + b.log()
+    cluster.assert_no_overlap()
+
+
+def test_redis_unreachable_longer_than_the_ttl(cluster):
+    a, b = holder_and_standby(cluster)
+    cluster.redis.freeze()  # requests hang until they time out
+    frozen = time.monotonic()
+    try:
+        [old] = cluster.workers_of("a")
+        assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2 * TTL)
+        assert old.times[-1] - frozen < TTL
+        state = json.loads((cluster.tmp / "run-a" / "background.json").read_text())
+        assert state["redis"] is False
+        time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))
+    finally:
+        cluster.redis.thaw()
+    assert wait_for(lambda: len(cluster.runs()) == 2, 3 * TTL), cluster.logs()
+    assert "cannot renew the lease" in a.log()
+    assert "could not renew" in a.log()  # the reason, logged when going back to standby
+    assert a.running() and b.running()
+    cluster.assert_no_overlap()
+
+
+def test_script_exiting_by_itself_releases_and_passes_its_code(cluster):
+    cluster.prime()
+    a = cluster.start("a", STANDIN_EXIT_AFTER="0.5")
+    assert a.wait(10) == 3
+    c = cluster.redis.client()
+    key = cluster.key()
+    assert c.get(key) is None and c.get(f"{key}:released") is not None
+
+
+def test_killed_watchdog_is_backed_up_by_the_renewer(cluster):
+    a, _ = holder_and_standby(cluster)
+    [old] = cluster.workers_of("a")
+    watchdogs = [p for p in a.processes() if b"watchdog.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(watchdogs) == 1
+    os.kill(watchdogs[0], signal.SIGKILL)
+    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 3)
+    cluster.wait_log(a, "watchdog died")
+    assert wait_for(lambda: len(cluster.runs()) == 2, 3 * TTL)
+    cluster.assert_no_overlap()
+
+
+def test_state_file_for_healthcheck(cluster):
+    a, _ = holder_and_standby(cluster)
+    time.sleep(1.5)
+    sa = json.loads((cluster.tmp / "run-a" / "background.json").read_text())
+    sb = json.loads((cluster.tmp / "run-b" / "background.json").read_text())
+    [worker] = cluster.workers_of("a")
+    assert sa["mode"] == "holder" and sa["pid"] == a.pid and sa["redis"] is True and sa["epoch"] >= 1
+    assert sa["child_pid"] and os.getpgid(worker.pid) == sa["child_pid"]
+    assert sb["mode"] == "standby" and sb["child_pid"] is None and f"pid {a.pid}" in sb["holder"]
+    for s in (sa, sb):
+        assert time.time() - s["updated"] < 3 * s["interval"] + 1
+
+
+def test_two_installations_on_one_redis_both_run(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        one = c.start("one", db="one", STANDIN_RECORDS=str(tmp_path / "one.txt"))
+        two = c.start("two", db="two", STANDIN_RECORDS=str(tmp_path / "two.txt"))
+        assert wait_for(lambda: read_runs(tmp_path / "one.txt") and read_runs(tmp_path / "two.txt"), 3 * TTL)
+        assert c.key(db="one") != c.key(db="two")
+        assert one.running() and two.running()
+        assert "standby" not in one.log() + two.log()
+    finally:
+        c.close()
+
+
+def test_password_never_printed(tmp_path):
+    secret = "s3cr3t-Pa55word"
+    c = Cluster(tmp_path, password=secret)
+    try:
+        c.prime()
+        a = c.start("a")
+        c.wait_worker("a")
+        b = c.start("b")
+        c.wait_log(b, "standby")
+        wrong = c.start("wrong", url=f"redis://:wrong-{secret}@127.0.0.1:{c.redis.port}/0")
+        assert wrong.wait(10) == 69
+        assert "refused" in wrong.log()
+        a.signal(signal.SIGTERM)
+        a.wait(10)
+        for r in c.replicas:
+            assert secret not in r.log()
+    finally:
+        c.close()
+
+
+def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.CompletedProcess[str]:
+    write_backend(tmp_path / "backend")
+    full = replica_env(tmp_path, "cli", "redis://127.0.0.1:1/0")
+    full.update(env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spiffctl",
+            "run",
+            "--role",
+            "background",
+            "--no-wait",
+            "--backend-dir",
+            str(tmp_path / "backend"),
+        ],
+        env={k: v for k, v in full.items() if v != "-unset-"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expect"),
+    [
+        ("SPIFFCTL_LOCK_TTL", "abc", "SPIFFCTL_LOCK_TTL"),
+        ("SPIFFCTL_LOCK_TTL", "1", "SPIFFCTL_LOCK_TTL"),
+        ("SPIFFCTL_LOCK_TTL", "nan", "SPIFFCTL_LOCK_TTL"),
+        ("SPIFFCTL_LOCK_URL", "http://cache:6379", "not a redis://"),
+        ("SPIFFCTL_LOCK_URL", "redis://:hunter22@cache:notaport/0", "malformed"),
+        ("SPIFFCTL_LOCK_URL", "redis://cache:6379/zero", "malformed"),
+        ("SPIFFCTL_LOCK", "maybe", "not on or off"),
+        ("SPIFFCTL_LOCK_URL", "-unset-", "needs a Redis lease"),
+    ],
+)
+def test_bad_lock_settings_give_one_line(tmp_path, variable, value, expect):
+    result = _cli(tmp_path, **{variable: value})
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0], result.stderr
+    assert "hunter22" not in result.stderr
+
+
+def test_evicting_redis_refused_with_the_fix(tmp_path):
+    r = PrivateRedis(tmp_path, "--maxmemory-policy", "volatile-lru")
+    try:
+        result = _cli(tmp_path, SPIFFCTL_LOCK_URL=r.url)
+    finally:
+        r.kill()
+    assert result.returncode == 78
+    assert "volatile-lru" in result.stderr and "noeviction" in result.stderr
+
+
+def test_lock_off_warns_and_execs(tmp_path):
+    write_backend(tmp_path / "backend")
+    env = replica_env(tmp_path, "off", "redis://127.0.0.1:1/0", SPIFFCTL_LOCK="off")
+    proc = Replica(tmp_path, "off", env).start()
+    try:
+        assert wait_for(lambda: read_runs(tmp_path / "records.txt"), 10), proc.log()
+        assert "SPIFFCTL_LOCK=off" in proc.log() and "warning" in proc.log()
+        state = json.loads((tmp_path / "run-off" / "background.json").read_text())
+        assert state["mode"] == "unleased" and state["pid"] == proc.pid
+        assert Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"bash")  # exec'd in place
+    finally:
+        proc.destroy()
+
+
+def test_three_replicas_under_random_faults(cluster):
+    """Kill, stop, freeze and restart replicas and Redis at random; never two schedulers."""
+    faults = chaos(cluster, float(os.environ.get("CHAOS_SECONDS", "30")), int(os.environ.get("CHAOS_SEED", "4")))
+    # Afterwards the cluster settles on exactly one scheduler.
+    assert wait_for(lambda: len(alive_workers(cluster.runs())) == 1, 4 * TTL), cluster.logs()
+    runs = cluster.runs()
+    assert len(runs) >= 3, faults  # failovers happened
+    assert overlap(runs) == 0, (faults, cluster.logs())
