@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from spiffctl import lease, state, watchdog
 from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigError, SpiffctlError, UnavailableError
-from spiffctl.lockconfig import LOCK, LOCK_URL, LockConfig, lock_config
+from spiffctl.lockconfig import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
 from spiffctl.roles import Role
 from spiffctl.settings import Settings
 from spiffctl.wait import Say
@@ -59,7 +59,6 @@ from spiffctl.wait import Say
 if TYPE_CHECKING:
     import redis
 
-STATE_FILE = "background.json"
 EPOCH_VAR = "SPIFFCTL_LEASE_EPOCH"
 STOP_GRACE = 8.0  # graceful stop: under docker's default 10 s before it sends SIGKILL itself
 BELT = 0.5  # the renewer kills the group itself when the watchdog is this late
@@ -95,17 +94,18 @@ class Timings:
 
 
 def state_path(env: Mapping[str, str] | None = None) -> Path:
-    return state.run_dir(env) / STATE_FILE
+    return state.run_dir(env) / state.BACKGROUND_FILE
 
 
 def run_singleton(settings: Settings, role: Role, script: Path, env: Mapping[str, str], *, say: Say) -> None:
     """Run ``script`` as the only one across replicas; returns only when the lease is off (then exec it)."""
     config = lock_config(settings)
     if not config.enabled:
-        say(
-            f"warning: {LOCK}=off: the {role.name} role runs without a lease; run exactly one replica of it, "
-            "or several schedulers will run at once"
-        )
+        if not settings.env.get(LOCK_OFF_EXPLAINED):
+            say(
+                f"warning: {LOCK}=off: the {role.name} role runs without a lease; run exactly one replica of it, "
+                "or several schedulers will run at once"
+            )
         _write_state(settings.env, mode="unleased", child_pid=os.getpid(), interval=None)
         return
     if config.url is None:

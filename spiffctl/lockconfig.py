@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +24,9 @@ LOCK = "SPIFFCTL_LOCK"
 LOCK_URL = "SPIFFCTL_LOCK_URL"
 LOCK_KEY = "SPIFFCTL_LOCK_KEY"
 LOCK_TTL = "SPIFFCTL_LOCK_TTL"
+# Internal: set by `run --role all` on the Background program after it has said, once, why that
+# program runs without a lease; the role itself then does not say it again.
+LOCK_OFF_EXPLAINED = "SPIFFCTL_LOCK_OFF_EXPLAINED"
 
 DEFAULT_TTL = 15.0
 MIN_TTL = 3.0  # renewals every TTL/3 need at least a second of slack each
@@ -67,8 +69,10 @@ def default_key(settings: Settings) -> str:
     if db is None:
         identity = "no-database"
     elif db.kind == "sqlite":
-        # A SQLite file is only shared on one host; the path alone would collide across hosts.
-        identity = f"sqlite:{socket.gethostname()}:{db.url.split('://', 1)[1]}"
+        # Not the hostname: every container has its own, so two replicas sharing one SQLite file
+        # would get two keys and two schedulers. Two unrelated SQLite installs on one Redis with
+        # the same path wait on each other instead, visibly (standby names the holder).
+        identity = f"sqlite:{db.url.split('://', 1)[1]}"
     else:
         parts = urlsplit(db.url)
         identity = f"{db.kind}:{parts.hostname}:{parts.port}:{parts.path.strip('/')}"

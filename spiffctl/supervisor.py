@@ -33,7 +33,7 @@ from typing import NoReturn
 from spiffctl import state
 from spiffctl.commands.run import script_path
 from spiffctl.errors import ConfigError, ConfigProblems
-from spiffctl.lockconfig import LOCK, LOCK_URL, lock_config
+from spiffctl.lockconfig import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lock_config
 from spiffctl.roles import Role, roles_for
 from spiffctl.settings import Endpoint, Settings, role_problems
 from spiffctl.wait import Say, wait_for
@@ -152,6 +152,7 @@ def make_plan(settings: Settings, roles: list[Role], environ: Mapping[str, str],
             env[PROMETHEUS_DIR] = str(Path(prometheus) / role.name)
         if lock_off and role.singleton:
             env[LOCK] = "off"
+            env[LOCK_OFF_EXPLAINED] = "1"
         programs.append(Program(role, program_command(role), env))
     plan = Plan(run_dir, settings.backend_dir, restarts, grace, programs, current_umask())
     for program in programs:

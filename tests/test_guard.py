@@ -205,6 +205,12 @@ def test_state_file_for_healthcheck(cluster):
     assert sb["mode"] == "standby" and sb["child_pid"] is None and f"pid {a.pid}" in sb["holder"]
     for s in (sa, sb):
         assert time.time() - s["updated"] < 3 * s["interval"] + 1
+    # The reader of this file is `spiffctl healthcheck`: holder and standby are both healthy.
+    for name in ("run-a", "run-b"):
+        env = {**os.environ, "SPIFFCTL_RUN_DIR": str(cluster.tmp / name)}
+        cmd = [sys.executable, "-m", "spiffctl", "healthcheck", "--role", "background"]
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=10)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_two_installations_on_one_redis_both_run(tmp_path):

@@ -98,9 +98,9 @@ def write_state(run_dir: Path, **fields: object) -> None:
         "pid": os.getpid(),
         "mode": "holder",
         "child_pid": None,
-        "redis_ok": True,
+        "redis": True,
         "updated": time.time(),
-        "ttl": 15,
+        "interval": 5.0,
     }
     data.update(fields)
     (run_dir / "background.json").write_text(json.dumps(data))
@@ -112,11 +112,13 @@ def write_state(run_dir: Path, **fields: object) -> None:
         ({"mode": "holder", "child": True}, True, "holds the lease; scheduler pid"),
         ({"mode": "unleased", "child": True}, True, "runs without a lease"),
         ({"mode": "holder", "child": False}, False, "is not running"),
-        ({"mode": "standby", "redis_ok": True}, True, "standby; Redis reachable"),
-        ({"mode": "standby", "redis_ok": False}, False, "Redis is unreachable"),
+        ({"mode": "standby", "redis": True}, True, "standby; Redis reachable"),
+        ({"mode": "standby", "redis": False}, False, "Redis is unreachable"),
+        ({"mode": "standby", "redis": None}, False, "Redis is unreachable"),
         ({"mode": "holder", "child": True, "age": 16}, False, "16 s ago (limit 15 s)"),
-        ({"mode": "standby", "ttl": 3, "age": 8}, True, "standby"),  # 10 s floor for short TTLs
-        ({"mode": "standby", "ttl": 3, "age": 11}, False, "limit 10 s"),
+        ({"mode": "standby", "interval": 1, "age": 8}, True, "standby"),  # 10 s floor for short TTLs
+        ({"mode": "standby", "interval": 1, "age": 11}, False, "limit 10 s"),
+        ({"mode": "unleased", "child": True, "age": 1000, "interval": None}, True, "runs without a lease"),
         ({"mode": "standby", "spiffctl_dead": True}, False, "is not running"),
         ({"mode": "leader"}, False, "unknown mode"),
     ],
