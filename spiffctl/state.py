@@ -26,6 +26,11 @@ def run_dir(env: Mapping[str, str] | None = None, *, create: bool = True) -> Pat
     return path
 
 
+def role_run_dir(base: Path, role: str) -> Path:
+    """Where one role of ``run --role all`` keeps its state: roles must not overwrite each other's files."""
+    return base / "roles" / role
+
+
 def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

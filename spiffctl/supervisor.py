@@ -145,7 +145,7 @@ def make_plan(settings: Settings, roles: list[Role], environ: Mapping[str, str],
             "SPIFFCTL_ROLE": role.name,
             # Each role's own state (role file, lease state) in its own folder: roles would
             # otherwise overwrite each other's files in the shared run dir.
-            state.RUN_DIR_VAR: str(run_dir / "roles" / role.name),
+            state.RUN_DIR_VAR: str(state.role_run_dir(run_dir, role.name)),
         }
         if prometheus:
             # The API script wipes this folder at start: roles must not share it.

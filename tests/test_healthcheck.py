@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from tests.clirun import HTTPStub, backend_root, base_env, spiffctl
 from tests.servers import Blackhole, ClosedPort, wait_until
+from tests.standins import read_records
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -236,10 +238,50 @@ def test_api_slow_drip_server_is_cut_off_by_the_bound(run_dir):
     assert r.elapsed < 2 + 1.0
 
 
-def test_role_all_has_no_single_health_check(run_dir):
-    (run_dir / "role").write_text("all\n")
-    r = health(run_dir)
-    assert r.code == 1 and "pass --role api|background|worker" in r.err
+def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, tmp_path):
+    """`run --role all` under supervisord, then the image's plain `spiffctl healthcheck`."""
+    from tests.servers import free_port, wait_until
+    from tests.standins import standin_env, wait_for_record
+
+    run_dir = tmp_path / "run"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SPIFFWORKFLOW_BACKEND_", "SPIFFCTL_"))},
+        **standin_env(standin_record),
+        "SPIFFCTL_RUN_DIR": str(run_dir),
+        "FLASK_SESSION_SECRET_KEY": "session-key",
+        "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp_path),
+        "SPIFFWORKFLOW_BACKEND_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SPIFFWORKFLOW_BACKEND_PORT": str(free_port()),
+    }
+    cmd = [sys.executable, "-m", "spiffctl", "run", "--role", "all", "--backend-dir", str(fake_backend)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    check = [sys.executable, "-m", "spiffctl", "healthcheck"]
+    try:
+        wait_for_record(standin_record, role="api", event="ready")
+        wait_for_record(standin_record, role="background", event="start")
+        r = wait_until(
+            lambda: (
+                (c := subprocess.run(check, env=env, capture_output=True, text=True, timeout=10)).returncode == 0 and c
+            ),
+            timeout=15,
+            what="healthy all-in-one",
+        )
+        assert r.stdout == "healthy: all: api, background healthy\n"
+        [background] = [rec for rec in read_records(standin_record) if rec["role"] == "background"][:1]
+        os.kill(background["pid"], signal.SIGKILL)
+        # supervisord then stops everything (fail fast); healthcheck must not say healthy meanwhile
+        r = wait_until(
+            lambda: (
+                (c := subprocess.run(check, env=env, capture_output=True, text=True, timeout=10)).returncode == 1 and c
+            ),
+            timeout=15,
+            what="unhealthy all-in-one",
+        )
+        assert r.stdout.startswith("unhealthy: all: ")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
 
 
 def test_api_started_by_run_with_the_standin(tmp_path, run_dir):
