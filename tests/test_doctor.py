@@ -106,6 +106,7 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
         "database schema": "ok",
         "broker": "ok",
         "result backend": "ok",
+        "background lease": "warn",  # no Redis for it: the all-in-one runs its Background unleased
         "connector proxy": "ok",
     }
     assert r.check("database schema")["detail"] == f"at head ({HEAD})"
@@ -115,9 +116,18 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
 
 
 def test_mysql_at_head_and_text_table(backend, mysql_db, liveness):
+    from spiffctl import lease
+
     set_revision(mysql_db, HEAD)
+    key = unique("spiffctl:test:lease:")
+    held = lease.Lease(lease.client(SHARED_REDIS, 2), key, 15)  # a Background holds the lease
+    assert isinstance(held.try_acquire(), lease.Grant)
     env = base_env(
-        backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI=mysql_db, SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL=liveness.url
+        backend,
+        SPIFFWORKFLOW_BACKEND_DATABASE_URI=mysql_db,
+        SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL=liveness.url,
+        SPIFFCTL_LOCK_URL=SHARED_REDIS,
+        SPIFFCTL_LOCK_KEY=key,
     )
     r = spiffctl("doctor", env=env)
     assert r.code == 0, r
@@ -125,7 +135,9 @@ def test_mysql_at_head_and_text_table(backend, mysql_db, liveness):
     assert any(line.startswith("  ✓  database schema") and "at head" in line for line in lines), r.out
     # Celery is off: the broker is explained, not silently dropped.
     assert any(line.startswith("  -  broker") and "Celery is disabled" in line for line in lines), r.out
+    assert any(line.startswith("  ✓  background lease") and "held by" in line for line in lines), r.out
     assert lines[-1].startswith("OK: ")
+    held.release()
 
 
 # ------------------------------------------------------------------------------------ schema states
@@ -142,7 +154,9 @@ def test_mysql_at_head_and_text_table(backend, mysql_db, liveness):
 )
 def test_schema_state_postgres(backend, pg_db, revision, upgrade, status, detail):
     set_revision(pg_db, revision)
-    env = base_env(backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI=pg_db, SPIFFWORKFLOW_BACKEND_UPGRADE_DB=upgrade)
+    env = base_env(
+        backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI=pg_db, SPIFFWORKFLOW_BACKEND_UPGRADE_DB=upgrade, SPIFFCTL_LOCK="off"
+    )
     r = spiffctl("doctor", "--json", "--role", "background", env=env)
     assert_shape(r.doc)
     row = r.check("database schema")
@@ -385,3 +399,74 @@ def test_text_output_failures_first_and_verdict(backend, tmp_path):
     problem_marks = [line[2] for line in summary if line.startswith("  ") and line[2] in "✗!"]
     assert problem_marks == sorted(problem_marks, key=lambda m: m != "✗") and problem_marks[0] == "✗"
     assert r.out.splitlines()[-1].startswith("FAIL: 1 failed")
+
+
+# --- the Background lease -------------------------------------------------------------------
+
+
+def lease_env(backend: Path, **extra: str) -> dict[str, str]:
+    return base_env(backend, SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="sqlite", **extra)
+
+
+def test_lease_holder_is_named_with_time_left(backend, make_server):
+    from spiffctl import lease
+
+    redis_server = make_server(PrivateRedis, requirepass=PLANTED)
+    url = redis_server.url_for(0, password=PLANTED)
+    held = lease.Lease(lease.client(url, 2), "spiffctl:test:lease", 15, host="replica-7", pid=4242)
+    assert isinstance(held.try_acquire(), lease.Grant)
+    r = spiffctl(
+        "doctor",
+        "--role",
+        "background",
+        "--json",
+        env=lease_env(backend, SPIFFCTL_LOCK_URL=url, SPIFFCTL_LOCK_KEY="spiffctl:test:lease"),
+    )
+    row = r.check("background lease")
+    assert row["status"] == "ok", row
+    assert "held by replica-7 pid 4242" in row["detail"] and "s left" in row["detail"]
+    assert r.check("lease redis policy")["status"] == "ok"
+    assert PLANTED not in r.out + r.err
+
+
+def test_lease_nobody_holds_it_and_evicting_redis_fails(backend, make_server):
+    redis_server = make_server(PrivateRedis, maxmemory="64mb", maxmemory_policy="allkeys-lru")
+    r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend, SPIFFCTL_LOCK_URL=redis_server.url))
+    assert r.code == 1
+    assert r.check("background lease")["status"] == "warn"
+    policy = r.check("lease redis policy")
+    assert policy["status"] == "fail" and "allkeys-lru" in policy["detail"] and "noeviction" in policy["hint"]
+
+
+def test_lease_without_redis(backend):
+    r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend))
+    assert r.check("background lease")["status"] == "fail" and "exit 78" in r.check("background lease")["detail"]
+    r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend, SPIFFCTL_LOCK="off"))
+    assert r.check("background lease")["status"] == "warn"
+    r = spiffctl("doctor", "--role", "api", "--json", env=lease_env(backend))
+    assert "background lease" not in {c["name"] for c in r.doc["checks"]}
+
+
+def test_lease_redis_unreachable_or_wrong_password(backend, make_server):
+    closed = ClosedPort()
+    try:
+        r = spiffctl(
+            "doctor",
+            "--role",
+            "background",
+            "--json",
+            env=lease_env(backend, SPIFFCTL_LOCK_URL=f"redis://:{PLANTED}@127.0.0.1:{closed.port}/0"),
+        )
+    finally:
+        closed.close()
+    assert r.check("background lease")["status"] == "fail"
+    redis_server = make_server(PrivateRedis, requirepass="right-one")
+    r = spiffctl(
+        "doctor",
+        "--role",
+        "background",
+        "--json",
+        env=lease_env(backend, SPIFFCTL_LOCK_URL=redis_server.url_for(0, password=PLANTED)),
+    )
+    assert r.check("background lease")["status"] == "fail"
+    assert PLANTED not in r.out + r.err

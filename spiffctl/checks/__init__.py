@@ -1,16 +1,14 @@
 """Doctor's checks, one small function each; :data:`CHECKS` is the list doctor runs, in report order.
 
 Adding a check is one function returning :class:`~spiffctl.doctor.Result` (or several) plus one
-line here, e.g. the Background lease::
-
-    Spec("background lease", lease.check, wanted=singleton_role)
+line here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from spiffctl.checks import backend, celery, config, connector, database
+from spiffctl.checks import backend, celery, config, connector, database, lease
 from spiffctl.doctor import Context, Spec
 from spiffctl.roles import ALL, Need
 from spiffctl.wait import describe
@@ -47,5 +45,6 @@ CHECKS: tuple[Spec, ...] = (
     Spec("database", database.check, wanted=needs(Need.DATABASE), where=at(Need.DATABASE)),
     Spec("broker", celery.broker, wanted=celery_role, where=at(Need.BROKER)),
     Spec("result backend", celery.result_backend, wanted=celery_role, where=at(Need.RESULT_BACKEND)),
+    Spec("background lease", lease.check, wanted=singleton_role, where=lease.where),
     Spec("connector proxy", connector.check, on_timeout="warn", where=connector.liveness_url),
 )
