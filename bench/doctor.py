@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.clirun import backend_root, base_env
+from tests.clirun import backend_root, unresponsive_env
 from tests.servers import Blackhole
 
 
@@ -48,14 +48,7 @@ def main() -> None:
             holes = [Blackhole(mode) for _ in range(4)]  # type: ignore[arg-type]
             try:
                 for db in ("postgresql", "mysql"):
-                    env = base_env(
-                        backend,
-                        SPIFFWORKFLOW_BACKEND_DATABASE_URI=holes[0].url(db, "/db"),
-                        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-                        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=holes[1].url("amqp", "//"),
-                        SPIFFWORKFLOW_BACKEND_CELERY_RESULT_BACKEND=holes[2].url("redis", "/0"),
-                        SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL=holes[3].url("http", ""),
-                    )
+                    env = unresponsive_env(backend, db, holes)
                     for timeout in timeouts:
                         samples, codes = [], set()
                         for _ in range(args.runs):

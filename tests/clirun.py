@@ -9,11 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.servers import Blackhole
 
 SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_worker")
 # A stand-in history: base -> head. A database "behind by one" sits at BASE.
@@ -82,6 +84,19 @@ def base_env(backend: Path, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def unresponsive_env(backend: Path, scheme: str, holes: Sequence[Blackhole]) -> dict[str, str]:
+    """Every dependency doctor checks (database, broker, result backend, proxy) is a blackhole."""
+    database, broker, results, proxy = holes
+    return base_env(
+        backend,
+        SPIFFWORKFLOW_BACKEND_DATABASE_URI=database.url(scheme, "/db"),
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=broker.url("amqp", "//"),
+        SPIFFWORKFLOW_BACKEND_CELERY_RESULT_BACKEND=results.url("redis", "/0"),
+        SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL=proxy.url("http", ""),
+    )
 
 
 class HTTPStub:

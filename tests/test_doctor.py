@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import BASE, HEAD, HTTPStub, backend_root, base_env, spiffctl
+from tests.clirun import BASE, HEAD, HTTPStub, backend_root, base_env, spiffctl, unresponsive_env
 from tests.servers import Blackhole, ClosedPort, PrivatePostgres, PrivateRedis
 
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432"
@@ -261,14 +261,7 @@ def test_time_bound_when_everything_swallows_packets(backend, mode):
     holes = [Blackhole(mode) for _ in range(4)]
     try:
         for scheme in ("postgresql", "mysql"):
-            env = base_env(
-                backend,
-                SPIFFWORKFLOW_BACKEND_DATABASE_URI=holes[0].url(scheme, "/db"),
-                SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-                SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=holes[1].url("amqp", "//"),
-                SPIFFWORKFLOW_BACKEND_CELERY_RESULT_BACKEND=holes[2].url("redis", "/0"),
-                SPIFFWORKFLOW_BACKEND_CONNECTOR_PROXY_URL=holes[3].url("http", ""),
-            )
+            env = unresponsive_env(backend, scheme, holes)
             r = spiffctl("doctor", "--json", "--timeout", "1", env=env)
             assert r.elapsed < 1 + 1.5, r  # the bench measures the precise figure (about timeout + 0.2 s)
             assert r.code == 1
