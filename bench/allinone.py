@@ -23,21 +23,10 @@ import xmlrpc.client
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKEND = ROOT / "tests" / "allinone_standins" / "backend"
+sys.path.insert(0, str(ROOT))
 
-
-def proc_children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        kids.setdefault(int(fields[1]), []).append(int(entry))
-    return kids
+from tests.servers import children_map, free_port, pid_alive  # noqa: E402
+from tests.standins import BACKEND_TEMPLATE as BACKEND  # noqa: E402
 
 
 def tree(root: int, kids: dict[int, list[int]]) -> set[int]:
@@ -68,14 +57,6 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().decode(errors="replace").rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def process_infos(run_dir: Path) -> list[dict]:
     from supervisor.xmlrpc import SupervisorTransport
 
@@ -96,10 +77,11 @@ def one_run(tmp: Path, grace: int, ignore_term: bool, measure_memory: bool) -> t
         "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED": "true",
         "SPIFFCTL_LOCK": "off",
         "SPIFFCTL_STOP_GRACE": str(grace),
-        "STANDIN_WORKER_CHILD": "1",
+        "SPIFFWORKFLOW_BACKEND_PORT": str(free_port()),
+        "STANDIN_WORKER_SPAWN_CHILD": "true",
     }
     if ignore_term:
-        env["STANDIN_API_IGNORE_TERM"] = "1"
+        env["STANDIN_API_IGNORE_TERM"] = "true"
     proc = subprocess.Popen(
         [sys.executable, "-m", "spiffctl", "run", "--role", "all", "--no-wait"],
         env=env,
@@ -121,7 +103,7 @@ def one_run(tmp: Path, grace: int, ignore_term: bool, measure_memory: bool) -> t
         else:
             raise SystemExit("the roles did not all reach RUNNING")
         time.sleep(2.0)  # let every role finish its start-up and settle
-        kids = proc_children()
+        kids = children_map()
         everything = tree(proc.pid, kids)
         roles: set[int] = set()
         for info in infos:
@@ -135,8 +117,8 @@ def one_run(tmp: Path, grace: int, ignore_term: bool, measure_memory: bool) -> t
             }
         started = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
-        while any(alive(pid) for pid in everything):
-            if proc.poll() is not None and not any(alive(pid) for pid in everything):
+        while any(pid_alive(pid) for pid in everything):
+            if proc.poll() is not None and not any(pid_alive(pid) for pid in everything):
                 break
             time.sleep(0.005)
         elapsed = time.monotonic() - started

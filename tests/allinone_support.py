@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-STANDINS = Path(__file__).parent / "allinone_standins"
-BACKEND = STANDINS / "backend"
+from tests.servers import free_port, pid_alive, session_members
+from tests.standins import BACKEND_TEMPLATE as BACKEND
+from tests.standins import read_records
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -32,6 +33,7 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "FLASK_SESSION_SECRET_KEY": "a-long-random-session-key",
         "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp_path),
         "SPIFFWORKFLOW_BACKEND_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SPIFFWORKFLOW_BACKEND_PORT": str(free_port()),  # the API stand-in listens there
         "STANDIN_RECORD": str(tmp_path / "record"),
     }
     env.update(extra)
@@ -43,41 +45,17 @@ def spiffctl(*args: str) -> list[str]:
 
 
 def records(tmp_path: Path) -> list[tuple[str, str, int]]:
-    """(role, what, pid) lines the stand-ins wrote."""
-    try:
-        text = (tmp_path / "record").read_text()
-    except FileNotFoundError:
-        return []
+    """(role, "start" | "child" | "orphan", pid) for every process the stand-ins started."""
     out = []
-    for line in text.splitlines():
-        role, what, pid = line.split()
-        out.append((role, what, int(pid)))
+    for r in read_records(tmp_path / "record"):
+        if r["event"] != "start":
+            continue
+        role, _, kind = r["role"].partition("-")
+        out.append((role, kind or "start", r["pid"]))
     return out
 
 
-def alive(pid: int) -> bool:
-    """True for a process that exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def session_members(sid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            out.append(int(entry))
-    return out
+alive = pid_alive
 
 
 class Run:
@@ -173,9 +151,11 @@ def running(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[Run]:
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+    """True once ``predicate`` holds within ``timeout``, else False (for ``assert wait_until(...)``)."""
+    from tests.servers import wait_until as until
+
+    try:
+        until(predicate, timeout=timeout, interval=interval)
+    except TimeoutError:
+        return False
+    return True

@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import quote
@@ -149,21 +149,39 @@ def pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def group_members(pgid: int) -> list[int]:
-    """Pids of live (non-zombie) processes whose process group is ``pgid``."""
-    members = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields after the command name) for every live (non-zombie) process.
+
+    Fields: [0] state, [1] ppid, [2] pgrp, [3] session.
+    """
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        except (OSError, IndexError):
             continue
-        # fields[0] = state, [1] = ppid, [2] = pgrp
-        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
+        if fields[0] not in ("Z", "X"):
+            yield int(entry), fields
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of live (non-zombie) processes whose process group is ``pgid``."""
+    return [pid for pid, fields in proc_stats() if int(fields[2]) == pgid]
+
+
+def session_members(sid: int) -> list[int]:
+    """Pids of live (non-zombie) processes in session ``sid``."""
+    return [pid for pid, fields in proc_stats() if int(fields[3]) == sid]
+
+
+def children_map() -> dict[int, list[int]]:
+    """ppid -> pids of its live children."""
+    kids: dict[int, list[int]] = {}
+    for pid, fields in proc_stats():
+        kids.setdefault(int(fields[1]), []).append(pid)
+    return kids
 
 
 # --------------------------------------------------------------------------------------------

@@ -79,9 +79,10 @@ def test_pid1_forwards_signals_reaps_orphans_and_leaves_nothing(tmp_path: Path):
         tmp_path,
         SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
         SPIFFCTL_LOCK="off",
-        STANDIN_API_ORPHAN="0.3",  # an orphan that exits: a zombie unless PID 1 reaps it
-        STANDIN_WORKER_CHILD="1",  # a child in the role's process group (like uv run -> python)
-        STANDIN_BACKGROUND_LINGER="1",  # a daemon in its own session, outside every group
+        STANDIN_API_ORPHAN="true",
+        STANDIN_API_ORPHAN_SECONDS="0.3",  # an orphan that exits: a zombie unless PID 1 reaps it
+        STANDIN_WORKER_SPAWN_CHILD="true",  # a child in the role's process group (like uv run -> python)
+        STANDIN_BACKGROUND_LINGER="true",  # a daemon in its own session, outside every group
     )
     run = Run(
         ["unshare", "--pid", "--fork", "--mount-proc", *spiffctl("run", "--role", "all", "--no-wait")], env, tmp_path

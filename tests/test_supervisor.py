@@ -31,7 +31,7 @@ def gone(pids: list[int], timeout: float = 5.0) -> bool:
 
 
 def test_three_roles_start_with_prefixed_lines_and_stop_on_sigterm(tmp_path):
-    env = base_env(tmp_path, **CELERY, STANDIN_WORKER_CHILD="1", STANDIN_BACKGROUND_LINGER="1")
+    env = base_env(tmp_path, **CELERY, STANDIN_WORKER_SPAWN_CHILD="true", STANDIN_BACKGROUND_LINGER="true")
     with running(tmp_path, env, "--no-wait") as run:
         for role in ROLES3:
             run.wait_for(rf"^{role} \| {role} ready pid=\d+$", stream="out")
@@ -72,7 +72,11 @@ def test_no_worker_when_celery_is_off_and_lease_warning_once(tmp_path):
 
 def test_a_role_that_exits_stops_everything_and_names_itself(tmp_path):
     env = base_env(
-        tmp_path, **CELERY, STANDIN_BACKGROUND_EXIT_AFTER="1.5", STANDIN_BACKGROUND_EXIT_CODE="3", STANDIN_API_CHILD="1"
+        tmp_path,
+        **CELERY,
+        STANDIN_BACKGROUND_EXIT_AFTER="1.5",
+        STANDIN_BACKGROUND_EXIT_CODE="3",
+        STANDIN_API_SPAWN_CHILD="true",
     )
     with running(tmp_path, env, "--no-wait") as run:
         run.wait_for(r"^background \| background exiting with 3$", timeout=20)
@@ -86,7 +90,9 @@ def test_a_role_that_exits_stops_everything_and_names_itself(tmp_path):
 
 
 def test_fail_fast_within_5_s_even_when_the_others_are_slow_to_stop(tmp_path):
-    env = base_env(tmp_path, STANDIN_API_EXIT_AFTER="1", STANDIN_API_EXIT_CODE="2", STANDIN_BACKGROUND_IGNORE_TERM="1")
+    env = base_env(
+        tmp_path, STANDIN_API_EXIT_AFTER="1", STANDIN_API_EXIT_CODE="2", STANDIN_BACKGROUND_IGNORE_TERM="true"
+    )
     with running(tmp_path, env, "--no-wait") as run:
         run.wait_for(r"^api \| api exiting with 2$", timeout=20)
         exited = time.monotonic()
@@ -184,7 +190,7 @@ def test_generated_config_has_no_secret_and_private_permissions(tmp_path):
         SPIFFWORKFLOW_BACKEND_DATABASE_URI=f"postgresql://spiff:{secrets[1]}@127.0.0.1:5432/spiff",
         SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=f"redis://:{secrets[2]}@127.0.0.1:6379/0",
         STANDIN_SHOW_ENV="FLASK_SESSION_SECRET_KEY",
-        STANDIN_API_SHOW_UMASK="1",
+        STANDIN_API_SHOW_UMASK="true",
     )
     run_dir = tmp_path / "run"
     with running(tmp_path, env, "--no-wait") as run:
@@ -222,7 +228,7 @@ def test_each_role_gets_its_own_prometheus_dir(tmp_path):
 
 
 def test_stop_kills_a_role_that_ignores_sigterm_after_the_grace(tmp_path):
-    env = base_env(tmp_path, SPIFFCTL_STOP_GRACE="1", STANDIN_API_IGNORE_TERM="1")
+    env = base_env(tmp_path, SPIFFCTL_STOP_GRACE="1", STANDIN_API_IGNORE_TERM="true")
     with running(tmp_path, env, "--no-wait") as run:
         run.wait_for(r"^api \| api ready")
         run.wait_for(r"^background \| background ready")

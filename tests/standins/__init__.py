@@ -9,7 +9,9 @@ exit 2, as ``uv run ./bin/...`` would), and the API one needs
 ``SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR`` (bash ``set -u``: exit 1, "unbound variable")
 and refuses ``SPIFFWORKFLOW_BACKEND_APPLICATION_ROOT`` other than ``/`` (exit 1).
 
-Options (environment, all optional):
+Options (environment, all optional). Every ``STANDIN_<NAME>`` may also be given per role as
+``STANDIN_<ROLE>_<NAME>`` (``STANDIN_API_EXIT_AFTER``), which wins: under ``run --role all`` the
+three roles share one environment.
 
 ====================== =========================================================================
 ``STANDIN_RECORD``     file to append JSON records to, one object per line (single O_APPEND write)
@@ -22,6 +24,11 @@ Options (environment, all optional):
                        ``<role>-child``), which does not die with its parent
 ``STANDIN_ORPHAN``     ``true``: double-fork an orphan (role ``<role>-orphan``) that lives
                        ``STANDIN_ORPHAN_SECONDS`` (default 3) in the same process group, then exits
+``STANDIN_LINGER``     ``true``: double-fork a grandchild into its own session (role ``<role>-orphan``,
+                       ``linger: true``) that lives until ``STANDIN_MAX_LIFETIME``: a daemon that
+                       escaped its role's process group
+``STANDIN_SHOW_ENV``   comma-separated names: print ``<role> env NAME=value`` for each once ready
+``STANDIN_SHOW_UMASK`` ``true``: print ``<role> umask NNN`` once ready
 ``STANDIN_STATUS_OK``  ``false``: API status answers 500 ``{"ok": false}``
 ``STANDIN_STATUS_FILE`` file read at every status request: content ``false`` -> 500 (flip at runtime)
 ``STANDIN_HEARTBEAT``  worker's print interval in seconds (default 1)
@@ -32,6 +39,8 @@ Options (environment, all optional):
 
 The API honours ``SPIFFWORKFLOW_BACKEND_PORT`` (default 7000) and
 ``SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX``: ``GET <prefix>/v1.0/status`` answers ``{"ok": true}``.
+Once ready every role prints ``<role> ready pid=N`` on stdout and ``<role> on stderr`` on stderr;
+``<role> got SIGTERM`` when stopped, ``<role> exiting with N`` with ``STANDIN_EXIT_AFTER``.
 SIGTERM: exit 0 (record ``stop``); SIGINT/SIGHUP: exit 128+n.
 
 Records: ``role`` (``api``, ``background``, ``worker``, ``<role>-child``, ``<role>-orphan``),

@@ -18,15 +18,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 BACKEND_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-_state = {"starting": True}
+_state: dict[str, Any] = {"starting": True, "role": ""}
+
+
+def _opt(name: str, default: str = "") -> str:
+    """``STANDIN_<ROLE>_<NAME>`` first, then ``STANDIN_<NAME>``: under ``run --role all`` the three
+    roles share one environment, so a per-role name picks one of them."""
+    role = _state["role"].split("-", 1)[0].upper()
+    for var in (f"STANDIN_{role}_{name}", f"STANDIN_{name}"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return default
 
 
 def _flag(name: str, default: str = "false") -> str:
-    return os.environ.get(name, default).strip().lower()
+    return _opt(name, default).strip().lower()
 
 
 def _float(name: str, default: float | None) -> float | None:
-    raw = os.environ.get(name, "").strip()
+    raw = _opt(name).strip()
     return float(raw) if raw else default
 
 
@@ -70,7 +80,7 @@ def _exit(code: int) -> None:
 
 
 def _install_signals(role: str) -> None:
-    ignore = _flag("STANDIN_IGNORE_TERM")
+    ignore = _flag("IGNORE_TERM")
 
     def handler(signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
@@ -78,6 +88,7 @@ def _install_signals(role: str) -> None:
             record(role, "signal", signal=name, action="ignored")
             return
         code = 0 if signum == signal.SIGTERM else 128 + signum
+        say(f"{role} got {name}")
         record(role, "stop", reason="signal", signal=name, exit_code=code)
         _exit(code)
 
@@ -85,9 +96,13 @@ def _install_signals(role: str) -> None:
         signal.signal(sig, handler)
 
 
-def _spawn_orphan(role: str) -> None:
-    """Double fork: the grandchild is re-parented to the nearest subreaper / PID 1."""
-    seconds = _float("STANDIN_ORPHAN_SECONDS", 3.0) or 0.0
+def _spawn_orphan(role: str, *, linger: bool = False) -> None:
+    """Double fork: the grandchild is re-parented to the nearest subreaper / PID 1.
+
+    ``linger``: the grandchild also leaves the process group (its own session) and lives until
+    ``MAX_LIFETIME``, like a daemon that escaped its role: only a PID 1 that sweeps its
+    descendants at the end gets rid of it."""
+    seconds = (_float("MAX_LIFETIME", 300.0) if linger else _float("ORPHAN_SECONDS", 3.0)) or 0.0
     parent = os.getpid()
     pid = os.fork()
     if pid:
@@ -97,10 +112,12 @@ def _spawn_orphan(role: str) -> None:
         os._exit(0)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+    if linger:
+        os.setsid()
     deadline = time.monotonic() + 2
     while os.getppid() == parent and time.monotonic() < deadline:
         time.sleep(0.01)
-    record(role + "-orphan", "start")
+    record(role + "-orphan", "start", linger=linger)
     time.sleep(seconds)
     record(role + "-orphan", "exit", reason="lifetime", exit_code=0)
     os._exit(0)
@@ -113,6 +130,7 @@ def _spawn_child(role: str) -> None:
 
 def _child_main(role: str) -> None:
     me = role + "-child"
+    _state["role"] = me
 
     def handler(signum: int, _frame: object) -> None:
         code = 0 if signum == signal.SIGTERM else 128 + signum
@@ -122,7 +140,7 @@ def _child_main(role: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, handler)
     record(me, "start")
-    time.sleep(_float("STANDIN_MAX_LIFETIME", 300.0) or 300.0)
+    time.sleep(_float("MAX_LIFETIME", 300.0) or 300.0)
     record(me, "exit", reason="max_lifetime", exit_code=0)
     _exit(0)
 
@@ -133,14 +151,14 @@ def _bash_like_error(script: str, message: str, code: int = 1) -> None:
 
 
 def _status_ok() -> bool:
-    path = os.environ.get("STANDIN_STATUS_FILE")
+    path = _opt("STATUS_FILE")
     if path:
         try:
             with open(path, encoding="utf-8") as f:
                 return f.read().strip().lower() != "false"
         except FileNotFoundError:
             pass
-    return _flag("STANDIN_STATUS_OK", "true") != "false"
+    return _flag("STATUS_OK", "true") != "false"
 
 
 def _serve_api(role: str) -> None:
@@ -167,7 +185,7 @@ def _serve_api(role: str) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             say(f"standin api access: {format % args}")
 
-    bind = os.environ.get("STANDIN_BIND", "0.0.0.0")
+    bind = _opt("BIND", "0.0.0.0")
     try:
         server = ThreadingHTTPServer((bind, port), Handler)
     except OSError as exc:
@@ -182,12 +200,24 @@ def _serve_api(role: str) -> None:
     record(role, "ready", port=port, status_path=status_path)
 
 
+def _announce_ready(role: str) -> None:
+    say(f"{role} ready pid={os.getpid()}")
+    say(f"{role} on stderr", err=True)
+    for name in filter(None, _opt("SHOW_ENV").split(",")):
+        say(f"{role} env {name}={os.environ.get(name, '')}")
+    if _flag("SHOW_UMASK") == "true":
+        mask = os.umask(0)
+        os.umask(mask)
+        say(f"{role} umask {mask:03o}")
+
+
 def main(role: str, script: str) -> None:
+    _state["role"] = role
     _install_signals(role)
     record(role, "start")
     started = time.monotonic()
 
-    if _flag("STANDIN_CHECK_CWD", "true") == "true" and os.path.realpath(os.getcwd()) != BACKEND_ROOT:
+    if _flag("CHECK_CWD", "true") == "true" and os.path.realpath(os.getcwd()) != BACKEND_ROOT:
         say(f"error: Failed to spawn: `./{script}`: cwd {os.getcwd()} is not the backend root {BACKEND_ROOT}", err=True)
         record(role, "error", reason="cwd", exit_code=2)
         _exit(2)
@@ -208,16 +238,18 @@ def main(role: str, script: str) -> None:
             record(role, "error", reason="application_root", exit_code=1)
             _exit(1)
 
-    text = os.environ.get("STANDIN_PRINT")
+    text = _opt("PRINT")
     if text:
         say(text)
         say(text, err=True)
-    if _flag("STANDIN_ORPHAN") == "true":
+    if _flag("ORPHAN") == "true":
         _spawn_orphan(role)
-    if _flag("STANDIN_SPAWN_CHILD") == "true":
+    if _flag("LINGER") == "true":
+        _spawn_orphan(role, linger=True)
+    if _flag("SPAWN_CHILD") == "true":
         _spawn_child(role)
 
-    delay = _float("STANDIN_STARTUP_DELAY", 0.0) or 0.0
+    delay = _float("STARTUP_DELAY", 0.0) or 0.0
     if delay:
         time.sleep(delay)
     _state["starting"] = False
@@ -227,16 +259,17 @@ def main(role: str, script: str) -> None:
     else:
         say(f"standin {role}: started pid={os.getpid()} host={socket.gethostname()}")
         record(role, "ready")
+    _announce_ready(role)
 
-    exit_after = _float("STANDIN_EXIT_AFTER", None)
-    max_lifetime = _float("STANDIN_MAX_LIFETIME", 300.0) or 300.0
-    interval = _float("STANDIN_HEARTBEAT", 1.0) or 1.0
+    exit_after = _float("EXIT_AFTER", None)
+    max_lifetime = _float("MAX_LIFETIME", 300.0) or 300.0
+    interval = _float("HEARTBEAT", 1.0) or 1.0
     beats = 0
     while True:
         elapsed = time.monotonic() - started
         if exit_after is not None and elapsed >= exit_after:
-            code = int(os.environ.get("STANDIN_EXIT_CODE") or 0)
-            say(f"standin {role}: exiting with {code} after {exit_after}s", err=code != 0)
+            code = int(_opt("EXIT_CODE") or 0)
+            say(f"{role} exiting with {code}")
             record(role, "exit", reason="exit_after", exit_code=code)
             _exit(code)
         if elapsed >= max_lifetime:
