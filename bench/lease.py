@@ -66,7 +66,7 @@ def frozen_replica(ttl: float) -> float:
             a.signal_all(signal.SIGCONT)
             thawed = time.monotonic()
             # The records cannot see this: a worker killed right after thawing may write no tick.
-            wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 5, step=0.001)
+            wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 5, interval=0.001)
             ran_on = time.monotonic() - thawed
             return max(ran_on, overlap(cluster.runs()))
         finally:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.servers import free_port, pid_alive, session_members
+from tests.servers import eventually, free_port, pid_alive, session_members
 from tests.standins import BACKEND_TEMPLATE as BACKEND
 from tests.standins import read_records
 
@@ -150,12 +150,4 @@ def running(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[Run]:
         run.cleanup()
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """True once ``predicate`` holds within ``timeout``, else False (for ``assert wait_until(...)``)."""
-    from tests.servers import wait_until as until
-
-    try:
-        until(predicate, timeout=timeout, interval=interval)
-    except TimeoutError:
-        return False
-    return True
+wait_until = eventually

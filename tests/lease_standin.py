@@ -9,6 +9,11 @@ line each, written with O_APPEND so lines from several processes never interleav
     stop  <monotonic> <pid> <signal> on SIGTERM, then it dies by that signal like the real one
 
 ``STANDIN_EXIT_AFTER=<seconds>`` makes the worker exit by itself with code 3.
+
+Why not the shared stand-in (tests/standins/): overlap is measured on these ticks (a frozen
+worker writes none, so frozen time does not count as running), and the launcher layer must
+behave like ``uv run`` (ignore SIGTERM, wait for its child, pass its exit status on), which is
+what the fence has to get through. The shared stand-in models neither.
 """
 
 from __future__ import annotations

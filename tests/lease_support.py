@@ -1,4 +1,4 @@
-"""Private Redis servers, Background replicas and overlap accounting for the lease tests and bench.
+"""Background replicas and overlap accounting for the lease tests and bench (servers: tests/servers.py).
 
 Every process a replica creates (spiffctl, its watchdog, the stand-in script and its worker)
 inherits a unique ``SPIFFCTL_TEST_MARK`` variable, so :meth:`Replica.processes` finds them through
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,81 +17,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from spiffctl import lease
 from spiffctl.lockconfig import lock_config
 from spiffctl.settings import load
+from tests.servers import PrivateRedis, eventually, pid_alive
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "lease_standin.py"
 REPO = HERE.parent
 GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activity is split there
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """A throw-away redis-server on a free port, without persistence, restartable on that port."""
-
-    def __init__(self, workdir: Path, *extra: str, password: str | None = None) -> None:
-        self.password = password
-        self.port = free_port()
-        self.workdir = workdir
-        self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra),
-                *(("--requirepass", self.password) if self.password else ()),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2).ping()
-                return
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.kill()
-                    raise
-                time.sleep(0.02)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.password, decode_responses=True, socket_timeout=2)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart(self) -> None:
-        """Kill -9 and start again on the same port: all data is gone (no persistence)."""
-        self.kill()
-        self.start()
-
-    def freeze(self) -> None:
-        assert self.proc
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc
-        self.proc.send_signal(signal.SIGCONT)
 
 
 def write_backend(root: Path) -> Path:
@@ -271,25 +204,10 @@ def overlap(runs: dict[int, Run]) -> float:
 
 
 def alive_workers(runs: dict[int, Run]) -> list[int]:
-    out = []
-    for pid in runs:
-        try:
-            os.kill(pid, 0)
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    out.append(pid)
-        except (ProcessLookupError, FileNotFoundError):
-            pass
-    return out
+    return [pid for pid in runs if pid_alive(pid)]
 
 
-def wait_for(predicate: object, timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(step)
-    return bool(predicate())  # type: ignore[operator]
+wait_for = eventually
 
 
 def holder_of(runs: dict[int, Run]) -> Run | None:
@@ -302,11 +220,11 @@ def holder_of(runs: dict[int, Run]) -> Run | None:
 class Cluster:
     """One private Redis, one stand-in backend, any number of replicas sharing them."""
 
-    def __init__(self, tmp: Path, *redis_args: str, password: str | None = None, ttl: float = 3.0) -> None:
+    def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0) -> None:
         self.tmp = tmp
         self.ttl = ttl
         write_backend(tmp / "backend")
-        self.redis = PrivateRedis(tmp, *redis_args, password=password)
+        self.redis = PrivateRedis(requirepass=password).start()
         self.replicas: list[Replica] = []
         self.url = self.redis.url
 
@@ -350,7 +268,7 @@ class Cluster:
     def close(self) -> None:
         for r in self.replicas:
             r.destroy()
-        self.redis.kill()
+        self.redis.cleanup()
 
 
 def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:

@@ -105,6 +105,15 @@ def wait_until(
         time.sleep(interval)
 
 
+def eventually(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """True once ``predicate`` holds within ``timeout``, else False: for ``assert eventually(...)``."""
+    try:
+        wait_until(predicate, timeout=timeout, interval=interval)
+    except TimeoutError:
+        return False
+    return True
+
+
 def port_open(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool:
     """True when a TCP connect to ``host:port`` succeeds within ``timeout`` seconds."""
     try:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from spiffctl import lease
 from tests.lease_support import (
     REPO,
     Cluster,
-    PrivateRedis,
     Replica,
     alive_workers,
     chaos,
@@ -32,6 +32,7 @@ from tests.lease_support import (
     wait_for,
     write_backend,
 )
+from tests.servers import PrivateRedis
 
 TTL = 3.0
 
@@ -135,7 +136,7 @@ def test_whole_replica_frozen_overlaps_less_than_a_second(cluster):
     [old] = cluster.workers_of("a")
     a.signal_all(signal.SIGCONT)
     thawed = time.monotonic()
-    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2, step=0.005)
+    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2, interval=0.005)
     assert time.monotonic() - thawed < 1.0  # it ran again, briefly, next to b's script
     assert overlap(cluster.runs()) < 1.0, cluster.logs()
     cluster.wait_log(a, "back to standby")
@@ -177,7 +178,7 @@ def test_script_exiting_by_itself_releases_and_passes_its_code(cluster):
     cluster.prime()
     a = cluster.start("a", STANDIN_EXIT_AFTER="0.5")
     assert a.wait(10) == 3
-    c = cluster.redis.client()
+    c = lease.client(cluster.url, 1.0)
     key = cluster.key()
     assert c.get(key) is None and c.get(f"{key}:released") is not None
 
@@ -291,12 +292,9 @@ def test_bad_lock_settings_give_one_line(tmp_path, variable, value, expect):
     assert "hunter22" not in result.stderr
 
 
-def test_evicting_redis_refused_with_the_fix(tmp_path):
-    r = PrivateRedis(tmp_path, "--maxmemory-policy", "volatile-lru")
-    try:
-        result = _cli(tmp_path, SPIFFCTL_LOCK_URL=r.url)
-    finally:
-        r.kill()
+def test_evicting_redis_refused_with_the_fix(tmp_path, make_server):
+    r = make_server(PrivateRedis, maxmemory_policy="volatile-lru")
+    result = _cli(tmp_path, SPIFFCTL_LOCK_URL=r.url)
     assert result.returncode == 78
     assert "volatile-lru" in result.stderr and "noeviction" in result.stderr
 

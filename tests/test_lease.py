@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import itertools
 import time
-from pathlib import Path
 
 import pytest
+import redis
 
 from spiffctl import lease
 from spiffctl.lockconfig import LockConfig
-from tests.lease_support import PrivateRedis
+from tests.servers import PrivateRedis
 
 
 @pytest.fixture
-def server(tmp_path: Path):
-    r = PrivateRedis(tmp_path)
-    yield r
-    r.kill()
+def server(private_redis: PrivateRedis) -> PrivateRedis:
+    return private_redis
+
+
+def conn(server: PrivateRedis) -> redis.Redis:
+    """The lease's own client (strings, no retries) for looking at the keys."""
+    return lease.client(server.url, 1.0)
 
 
 def make(
@@ -56,12 +59,12 @@ def test_token_names_host_and_pid_and_is_unique():
 def test_renew_resets_ttl_and_local_deadline(server):
     a = make(server)
     a.try_acquire()
-    server.client().pexpire("k", 500)
+    conn(server).pexpire("k", 500)
     first = a.valid_until
     time.sleep(0.05)
     a.renew()
     assert a.valid_until > first
-    assert server.client().pttl("k") > 2500
+    assert conn(server).pttl("k") > 2500
 
 
 def test_deadline_counts_from_before_the_request(server):
@@ -77,7 +80,7 @@ def test_clean_release_leaves_a_tombstone_that_proves_it(server):
     a, b = make(server, pid=1), make(server, pid=2)
     a.try_acquire()
     assert a.release()
-    c = server.client()
+    c = conn(server)
     assert c.get("k") is None
     assert c.get("k:released") == "1"
     assert 0 < c.pttl("k:released") <= lease.tombstone_ttl(3.0) * 1000
@@ -99,7 +102,8 @@ def test_expiry_on_the_same_redis_proves_the_old_lease_ended(server):
 def test_redis_restart_without_persistence_loses_the_key(server):
     a = make(server, pid=1)
     a.try_acquire()
-    server.restart()
+    server.kill()  # no persistence: it comes back empty
+    server.start()
     with pytest.raises(lease.LeaseLost, match=r"Redis restarted .* vanished"):
         a.renew()
     b = make(server, pid=2)
@@ -112,7 +116,7 @@ def test_record_from_an_earlier_redis_process_is_not_proof(server, tmp_path):
     # With persistence the record survives a restart but the run_id changes: no proof.
     a = make(server, ttl=0.5, pid=1)
     a.try_acquire()
-    c = server.client()
+    c = conn(server)
     c.hset("k:holder", "run_id", "f" * 40)  # as if recorded by the previous Redis process
     time.sleep(0.7)
     grant = make(server, pid=2).try_acquire()
@@ -128,7 +132,7 @@ def test_renewal_after_takeover_names_the_new_holder(server):
     with pytest.raises(lease.LeaseLost, match="host-b pid 2"):
         a.renew()
     assert not a.release()  # not ours: must not delete b's key
-    assert server.client().get("k") == b.token
+    assert conn(server).get("k") == b.token
 
 
 def test_epochs_increase_per_acquisition(server):
@@ -158,12 +162,9 @@ def test_different_keys_do_not_block_each_other(server):
 
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru", "volatile-ttl", "allkeys-random"])
-def test_evicting_redis_is_refused(tmp_path, policy):
-    r = PrivateRedis(tmp_path, "--maxmemory-policy", policy)
-    try:
-        problem = lease.eviction_problem(lease.client(r.url, 1.0))
-    finally:
-        r.kill()
+def test_evicting_redis_is_refused(make_server, policy):
+    r = make_server(PrivateRedis, maxmemory_policy=policy)
+    problem = lease.eviction_problem(lease.client(r.url, 1.0))
     assert problem is not None
     assert policy in problem and "noeviction" in problem and "\n" not in problem
 
@@ -172,8 +173,8 @@ def test_noeviction_redis_is_accepted(server):
     assert lease.eviction_problem(lease.client(server.url, 1.0)) is None
 
 
-def test_unreachable_redis_fails_within_the_timeout(tmp_path):
-    r = PrivateRedis(tmp_path)
+def test_unreachable_redis_fails_within_the_timeout(server):
+    r = server
     a = lease.Lease(lease.client(r.url, 0.3), "k", 3.0)
     a.try_acquire()
     r.freeze()
@@ -184,4 +185,3 @@ def test_unreachable_redis_fails_within_the_timeout(tmp_path):
         assert time.monotonic() - started < 1.5  # no hidden retries with backoff
     finally:
         r.thaw()
-        r.kill()
