@@ -38,6 +38,10 @@ def write_backend(root: Path) -> Path:
     return root
 
 
+def background_command(backend: Path) -> list[str]:
+    return [sys.executable, "-m", "spiffctl", "run", "--role", "background", "--no-wait", "--backend-dir", str(backend)]
+
+
 def replica_env(tmp: Path, name: str, lock_url: str, *, ttl: float = 3, db: str = "db", **extra: str) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -70,17 +74,7 @@ class Replica:
         backend = self.tmp / "backend"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "spiffctl",
-                    "run",
-                    "--role",
-                    "background",
-                    "--no-wait",
-                    "--backend-dir",
-                    str(backend),
-                ],
+                background_command(backend),
                 env=self.env,
                 cwd=REPO,
                 stdout=log,

@@ -25,6 +25,7 @@ from tests.lease_support import (
     Cluster,
     Replica,
     alive_workers,
+    background_command,
     chaos,
     overlap,
     read_runs,
@@ -252,17 +253,7 @@ def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.Complete
     full = replica_env(tmp_path, "cli", "redis://127.0.0.1:1/0")
     full.update(env)
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spiffctl",
-            "run",
-            "--role",
-            "background",
-            "--no-wait",
-            "--backend-dir",
-            str(tmp_path / "backend"),
-        ],
+        background_command(tmp_path / "backend"),
         env={k: v for k, v in full.items() if v != "-unset-"},
         cwd=REPO,
         capture_output=True,
