@@ -42,14 +42,14 @@ def _main(
     """Run, check and supervise every role of spiffworkflow-backend."""
 
 
-def seconds(value: str, flag: str) -> float:
+def seconds(value: str, flag: str, example: str) -> float:
     """Parse a duration flag; the message names the flag and its variable."""
     try:
         number = float(value)
     except ValueError:
         number = -1.0
     if not (0 <= number < 86400 * 7) or number != number:
-        raise SpiffctlError(f"{flag}: {value!r} is not a number of seconds; use e.g. 60 (0 = check once)", USAGE)
+        raise SpiffctlError(f"{flag}: {value!r} is not a number of seconds; use e.g. {example}", USAGE)
     return number
 
 
@@ -80,7 +80,7 @@ def run(
     """Check configuration, wait for the role's dependencies, then exec its bin script."""
     from spiffctl.commands import run as command
 
-    timeout = seconds(wait_timeout, "--wait-timeout / SPIFFCTL_WAIT_TIMEOUT")
+    timeout = seconds(wait_timeout, "--wait-timeout / SPIFFCTL_WAIT_TIMEOUT", "60 (0 = check once)")
     command.run(role, backend_dir=backend_dir, wait_timeout=timeout, wait=not no_wait)
 
 
@@ -107,7 +107,7 @@ def doctor(
     """Check configuration, backend folder, database schema, broker and connector proxy; explain each problem."""
     from spiffctl.commands import doctor as command
 
-    bound = seconds(timeout, "--timeout")
+    bound = seconds(timeout, "--timeout", "5")
     if bound <= 0:
         raise SpiffctlError("--timeout: must be more than 0 seconds", USAGE)
     raise typer.Exit(command.run(role, backend_dir=backend_dir, as_json=as_json, timeout=bound))
