@@ -97,9 +97,26 @@ def state_path(env: Mapping[str, str] | None = None) -> Path:
     return state.run_dir(env) / state.BACKGROUND_FILE
 
 
-def run_singleton(settings: Settings, role: Role, script: Path, env: Mapping[str, str], *, say: Say) -> None:
-    """Run ``script`` as the only one across replicas; returns only when the lease is off (then exec it)."""
+def lease_config(settings: Settings, role: Role) -> LockConfig:
+    """The lease this role will run under; :class:`ConfigError` when it cannot work.
+
+    ``run`` calls this before waiting for the database, so a missing Redis or a bad TTL is
+    reported at once (78) rather than after the wait.
+    """
     config = lock_config(settings)
+    if config.enabled and config.url is None:
+        raise ConfigError(
+            f"{LOCK_URL}: not set and the Celery broker is not Redis; the {role.name} role needs a Redis lease so "
+            f"that only one scheduler runs: set {LOCK_URL}=redis://host:6379/0, or {LOCK}=off if exactly one "
+            f"{role.name} replica runs"
+        )
+    return config
+
+
+def run_singleton(
+    settings: Settings, config: LockConfig, role: Role, script: Path, env: Mapping[str, str], *, say: Say
+) -> None:
+    """Run ``script`` as the only one across replicas; returns only when the lease is off (then exec it)."""
     if not config.enabled:
         if not settings.env.get(LOCK_OFF_EXPLAINED):
             say(
@@ -108,12 +125,6 @@ def run_singleton(settings: Settings, role: Role, script: Path, env: Mapping[str
             )
         _write_state(settings.env, mode="unleased", child_pid=os.getpid(), interval=None)
         return
-    if config.url is None:
-        raise ConfigError(
-            f"{LOCK_URL}: not set and the Celery broker is not Redis; the {role.name} role needs a Redis lease so "
-            f"that only one scheduler runs: set {LOCK_URL}=redis://host:6379/0, or {LOCK}=off if exactly one "
-            f"{role.name} replica runs"
-        )
     Guard(settings, config, script, env, say=say).run()
 
 

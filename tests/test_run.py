@@ -224,3 +224,17 @@ def test_sqlite_database_is_checked_without_a_server(fake_backend, standin_recor
     env = backend_env(standin_record, "", STANDIN_EXIT_AFTER="0.1", SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="sqlite")
     code, _, err = finish(run(fake_backend, "api", env))
     assert code == 0, err
+
+
+def test_background_lease_settings_are_checked_before_waiting(fake_backend, standin_record, closed_port):
+    """No Redis for the lease is a configuration error: reported at once, not after a 60 s wait."""
+    uri = f"postgresql://u@127.0.0.1:{closed_port.port}/x"
+    started = time.monotonic()
+    code, _, err = finish(run(fake_backend, "background", backend_env(standin_record, uri), "--wait-timeout", "60"))
+    assert code == 78 and "SPIFFCTL_LOCK_URL" in err
+    assert time.monotonic() - started < 30
+    assert "waiting for" not in err
+    code, _, err = finish(
+        run(fake_backend, "background", backend_env(standin_record, uri, SPIFFCTL_LOCK_TTL="1"), "--wait-timeout", "60")
+    )
+    assert code == 78 and "SPIFFCTL_LOCK_TTL" in err

@@ -36,14 +36,17 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     prepare(settings, role, say=say)
     script = script_path(settings, role)
     env = child_env(settings, role, say=say)
+    lease = None
+    if role.singleton:
+        from spiffctl import guard
+
+        lease = guard.lease_config(settings, role)
     if wait:
         needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
         wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
     state.remember_role(role.name)
-    if role.singleton:
-        from spiffctl import guard
-
-        guard.run_singleton(settings, role, script, env, say=say)
+    if lease is not None:
+        guard.run_singleton(settings, lease, role, script, env, say=say)
     state.remember_process(role.name)  # the exec keeps this pid: healthcheck --role worker watches it
     exec_script(script, settings.backend_dir, env)
 
