@@ -6,6 +6,10 @@ P2  time from a late database becoming ready to the script starting (goal <= 0.5
     "Ready" is the instant a loopback forwarder to the shared PostgreSQL starts listening, so
     the moment is exact; the script stamps the wall clock as its first action.
 
+W   the --wait-timeout bound: ``run --role worker --wait-timeout 1`` against a dependency that
+    accepts connections and never answers, or swallows packets, for each probe kind: how far past
+    the timeout spiffctl exits (goal <= 0.3 s; libpq alone never gives up in less than 2 s).
+
 Usage: python bench/startup.py [--runs N] [--pg URL]
 Needs the shared PostgreSQL (127.0.0.1:5432, trust) like the tests.
 """
@@ -140,6 +144,34 @@ def p2(root: Path, runs: int, delay: float) -> list[float]:
     return out
 
 
+def wait_bound(root: Path, timeout: float = 1.0) -> list[tuple[str, str, float]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.servers import Blackhole
+
+    out = []
+    for mode in ("accept", "drop"):
+        for kind, url in (
+            ("postgres", "postgresql://u:p@127.0.0.1:{port}/db"),
+            ("mysql", "mysql://u:p@127.0.0.1:{port}/db"),
+            ("redis", "redis://127.0.0.1:{port}/0"),
+            ("amqp", "amqp://guest:guest@127.0.0.1:{port}//"),
+        ):
+            with Blackhole(mode) as hole:
+                env = base_env(f"sqlite:///{root / 'db.sqlite3'}")
+                env["SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"] = "true"
+                if kind in ("postgres", "mysql"):
+                    env["SPIFFWORKFLOW_BACKEND_DATABASE_URI"] = url.format(port=hole.port)
+                else:
+                    env["SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL"] = url.format(port=hole.port)
+                cmd = [*SPIFFCTL, "run", "--role", "worker", "--backend-dir", str(root)]
+                t0 = time.perf_counter()
+                done = subprocess.run([*cmd, "--wait-timeout", str(timeout)], env=env, capture_output=True, text=True)
+                elapsed = time.perf_counter() - t0
+                assert done.returncode == 69, done.stderr  # the dependency stayed silent: unavailable
+                out.append((kind, mode, elapsed - timeout))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
@@ -159,6 +191,13 @@ def main() -> None:
             f"P2 late database ready -> script start over {len(lat)} runs: "
             f"median {statistics.median(lat) * 1000:.0f} ms, "
             f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms (goal p95 <= 500 ms)"
+        )
+        (root / "bin" / "start_celery_worker").write_text("#!/bin/sh\nexit 0\n")
+        (root / "bin" / "start_celery_worker").chmod(0o755)
+        over = wait_bound(root)
+        print(
+            "W --wait-timeout 1 against a silent dependency, seconds past the timeout (goal <= 0.3): "
+            + ", ".join(f"{kind} {mode} +{extra:.2f}" for kind, mode, extra in over)
         )
 
 

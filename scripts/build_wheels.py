@@ -136,13 +136,16 @@ def main() -> int:
         target += ["--platform", tag]
     if target:
         target += ["--only-binary=:all:"]
+    # The same pins as CI and the Dockerfile, so the offline image gets the versions CI tested.
+    constraints = args.source.resolve() / "constraints.txt"
+    pins = ["-c", str(constraints)] if constraints.is_file() else []
 
     with tempfile.TemporaryDirectory() as tmp:
         # spiffctl's own wheel only to read its dependencies from; the image builds from source.
         pip("wheel", "--no-deps", "--wheel-dir", tmp, str(args.source.resolve()))
         (wheel,) = Path(tmp).glob("spiffctl-*.whl")
         extras = f"[{args.extras}]" if args.extras else ""
-        pip("download", "--dest", str(out), *target, f"spiffctl{extras} @ {wheel.as_uri()}")
+        pip("download", "--dest", str(out), *target, *pins, f"spiffctl{extras} @ {wheel.as_uri()}")
     for stale in out.glob("spiffctl-*.whl"):
         stale.unlink()
     pip("download", "--dest", str(out), *target, *build_requirements(args.source / "pyproject.toml"))
@@ -151,7 +154,7 @@ def main() -> int:
         missing = missing_requirements(out, envs)
         if not missing:
             break
-        pip("download", "--dest", str(out), *target, *missing)
+        pip("download", "--dest", str(out), *target, *pins, *missing)
     print(f"wheels for {version or 'this Python'} {' '.join(tags) or 'this platform'} in {out}")
     return 0
 

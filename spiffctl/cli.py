@@ -7,24 +7,42 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from spiffctl import __version__
+from spiffctl import __version__, bounded, numbers
 from spiffctl.errors import USAGE, SpiffctlError
+from spiffctl.roles import ALL
 
 app = typer.Typer(
     name="spiffctl",
     help="Run, check and supervise every role of spiffworkflow-backend.",
-    add_completion=False,
+    # --install-completion / --show-completion: the roles complete from the choices below.
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-ROLE_HELP = "api, background, worker or all"
+WEEK = 7 * 86400.0
+
+
+class RoleName(str, Enum):
+    """What ``--role`` accepts: the role table's names and ``all`` (shown and completed by click)."""
+
+    api = "api"
+    background = "background"
+    worker = "worker"
+    all = ALL
+
+
+ROLE_METAVAR = "[" + "|".join(r.value for r in RoleName) + "]"
 
 
 def _version(value: bool) -> None:
@@ -42,27 +60,34 @@ def _main(
     """Run, check and supervise every role of spiffworkflow-backend."""
 
 
-def seconds(value: str, flag: str, example: str) -> float:
-    """Parse a duration flag; the message names the flag and its variable."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not (0 <= number < 86400 * 7) or number != number:
-        raise SpiffctlError(f"{flag}: {value!r} is not a number of seconds; use e.g. {example}", USAGE)
-    return number
+def seconds(value: str, flag: str, default: float, low: float = 0) -> float:
+    """A duration flag (at most a week); the message names the flag and its variable."""
+    return numbers.parse(value, name=flag, low=low, high=WEEK, default=default, exit_code=USAGE)
 
 
-@app.command()
+BACKEND_DIR_HELP = (
+    "Backend root, the folder holding bin/ and migrations/ (default: /app when it holds the backend, "
+    "else the current directory)."
+)
+
+
+@app.command(short_help="Check configuration, wait for dependencies, start a role's bin script.")
 def run(
-    role: Annotated[str, typer.Option("--role", envvar="SPIFFCTL_ROLE", help=ROLE_HELP, show_envvar=True)],
+    role: Annotated[
+        RoleName,
+        typer.Option(
+            "--role",
+            envvar="SPIFFCTL_ROLE",
+            show_envvar=True,
+            case_sensitive=False,
+            metavar=ROLE_METAVAR,
+            help="The role to run.",
+        ),
+    ],
     backend_dir: Annotated[
         Path | None,
         typer.Option(
-            "--backend-dir",
-            envvar="SPIFFCTL_BACKEND_DIR",
-            show_envvar=True,
-            help="Backend root (default /app when it holds the backend, else the current directory).",
+            "--backend-dir", envvar="SPIFFCTL_BACKEND_DIR", show_envvar=True, metavar="DIR", help=BACKEND_DIR_HELP
         ),
     ] = None,
     wait_timeout: Annotated[
@@ -72,57 +97,70 @@ def run(
             envvar="SPIFFCTL_WAIT_TIMEOUT",
             show_envvar=True,
             metavar="SECONDS",
-            help="How long to wait for dependencies (0 = check once).",
+            help="How long to wait for the dependencies; 0 checks once.",
         ),
     ] = "60",
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not check dependencies.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not check the dependencies.")] = False,
 ) -> None:
-    """Check configuration, wait for the role's dependencies, then exec its bin script."""
+    """Check the configuration, wait for the role's dependencies, then exec its bin script.
+
+    `all` runs every role of this install on one box under supervisord.
+    """
     from spiffctl.commands import run as command
 
-    timeout = seconds(wait_timeout, "--wait-timeout / SPIFFCTL_WAIT_TIMEOUT", "60 (0 = check once)")
-    command.run(role, backend_dir=backend_dir, wait_timeout=timeout, wait=not no_wait)
+    timeout = seconds(wait_timeout, "--wait-timeout / SPIFFCTL_WAIT_TIMEOUT", 60)
+    command.run(role.value, backend_dir=backend_dir, wait_timeout=timeout, wait=not no_wait)
 
 
-@app.command()
+@app.command(short_help="List the roles of the running all-in-one (state, pid, uptime).")
 def status() -> None:
-    """One line per role of the running all-in-one (state, pid, uptime). Exit 3 when nothing runs."""
+    """One line per role of the running all-in-one: state, pid, uptime. Exit 3 when nothing runs."""
     from spiffctl.commands import status as command
 
     raise typer.Exit(command.status())
 
 
-@app.command()
+@app.command(short_help="Explain what is wrong and how to fix it (table or JSON).")
 def doctor(
-    role: Annotated[str, typer.Option("--role", help=ROLE_HELP + " (default all)")] = "all",
+    role: Annotated[
+        RoleName, typer.Option("--role", case_sensitive=False, metavar=ROLE_METAVAR, help="Check what this role needs.")
+    ] = RoleName.all,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
     timeout: Annotated[
         str, typer.Option("--timeout", metavar="SECONDS", help="Bound for every check (they run concurrently).")
     ] = "5",
     backend_dir: Annotated[
         Path | None,
-        typer.Option("--backend-dir", envvar="SPIFFCTL_BACKEND_DIR", show_envvar=True, help="Backend root."),
+        typer.Option(
+            "--backend-dir", envvar="SPIFFCTL_BACKEND_DIR", show_envvar=True, metavar="DIR", help=BACKEND_DIR_HELP
+        ),
     ] = None,
 ) -> None:
-    """Check configuration, backend folder, database schema, broker and connector proxy; explain each problem."""
+    """Check the configuration, the backend folder, the database and its schema, the broker, the
+    Background lease and the connector proxy; explain each problem with its fix."""
     from spiffctl.commands import doctor as command
 
-    bound = seconds(timeout, "--timeout", "5")
-    if bound <= 0:
-        raise SpiffctlError("--timeout: must be more than 0 seconds", USAGE)
-    raise typer.Exit(command.run(role, backend_dir=backend_dir, as_json=as_json, timeout=bound))
+    bound = seconds(timeout, "--timeout", 5, low=0.1)
+    raise typer.Exit(command.run(role.value, backend_dir=backend_dir, as_json=as_json, timeout=bound))
 
 
-@app.command()
+@app.command(short_help="One-line health probe for Docker and Kubernetes (exit 0 or 1).")
 def healthcheck(
     role: Annotated[
-        str | None, typer.Option("--role", help="api, background or worker (default: the role `run` started)")
+        RoleName | None,
+        typer.Option(
+            "--role",
+            case_sensitive=False,
+            show_default=False,
+            metavar=ROLE_METAVAR,
+            help="The role to check (default: the one `run` started).",
+        ),
     ] = None,
 ) -> None:
-    """Quiet, quick probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy or 1 unhealthy."""
+    """Quick, quiet probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy, 1 unhealthy."""
     from spiffctl.commands import healthcheck as command
 
-    raise typer.Exit(command.run(role))
+    raise typer.Exit(command.run(role.value if role else None))
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -132,15 +170,20 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         code = command.main(args=args, prog_name="spiffctl", standalone_mode=False)
     except SpiffctlError as e:
+        scrub = _scrubber()
         for line in e.message.splitlines():
-            print(f"spiffctl: {line}", file=sys.stderr)
+            print(f"spiffctl: {scrub(line)}", file=sys.stderr)
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
     except Exception as e:
         code = _framework_error(e)
+    code = code if isinstance(code, int) else 0
+    if threading.active_count() > 1:
+        # A probe abandoned at its deadline still blocks in its driver: finalization would wait.
+        bounded.leave(code)
     sys.stdout.flush()
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)
 
 
 def _framework_error(e: Exception) -> int:
@@ -148,16 +191,25 @@ def _framework_error(e: Exception) -> int:
     if hasattr(e, "format_message") and hasattr(e, "exit_code"):
         if type(e).__name__ in ("Abort",):
             return 130
-        message = " ".join(e.format_message().split())
-        print(f"spiffctl: {message} (see spiffctl --help)", file=sys.stderr)
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())  # bare `spiffctl`: the help, as --help prints it
+            return 0
+        where = ctx.command_path if ctx is not None else "spiffctl"
+        message = _scrubber()(" ".join(e.format_message().split()))
+        print(f"spiffctl: {message} (see {where} --help)", file=sys.stderr)
         return int(e.exit_code)
-    if os.environ.get("SPIFFCTL_DEBUG"):
+    from spiffctl.errors import DEBUG_VAR, SOFTWARE, internal_error
+
+    if os.environ.get(DEBUG_VAR):
         raise e
+    print(f"spiffctl: {internal_error(f'{type(e).__name__}: {_scrubber()(str(e))}')}", file=sys.stderr)
+    return SOFTWARE
+
+
+def _scrubber() -> Callable[[str], str]:
+    """Every line spiffctl prints on the way out passes here: messages are redacted where they
+    are made, and this is the net under them (a value quoted by a library, a missed path)."""
     from spiffctl.redact import Redactor, env_secrets
 
-    scrub = Redactor(env_secrets(os.environ))
-    print(
-        f"spiffctl: internal error: {type(e).__name__}: {scrub(str(e))} (set SPIFFCTL_DEBUG=1 for a traceback)",
-        file=sys.stderr,
-    )
-    return 70  # EX_SOFTWARE
+    return Redactor(env_secrets(os.environ))

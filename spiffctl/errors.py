@@ -11,9 +11,18 @@ OK = 0
 CHECK_FAILED = 1  # doctor / healthcheck found a problem
 USAGE = 2  # click/typer's own code for bad flags
 UNAVAILABLE = 69  # EX_UNAVAILABLE: a dependency stayed down or refused us
+SOFTWARE = 70  # EX_SOFTWARE: a bug in spiffctl
 CONFIG = 78  # EX_CONFIG: configuration invalid
 NOT_EXECUTABLE = 126  # the shell's convention for "found but cannot execute"
 NOT_FOUND = 127  # the shell's convention for "command not found"
+
+
+DEBUG_VAR = "SPIFFCTL_DEBUG"
+
+
+def internal_error(detail: str) -> str:
+    """The one line a bug is reported with (``detail`` already redacted)."""
+    return f"internal error: {detail} (set {DEBUG_VAR}=1 for a traceback)"
 
 
 class SpiffctlError(Exception):

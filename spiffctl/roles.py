@@ -1,7 +1,9 @@
 """THE table: which bin script each role runs and what it needs before it may start.
 
-``run``, ``doctor``, ``healthcheck`` and the all-in-one supervisor read this table and nothing
-else, so adding a role or a dependency is one edit here.
+``run``, ``doctor``, ``healthcheck`` and the all-in-one supervisor read this table. Adding a
+dependency to a role is one edit here (its probe kind must exist in :mod:`spiffctl.probes`).
+Adding a role is one entry here when it reuses an existing :class:`Health` rule; a new way of
+telling health also needs its function in :mod:`spiffctl.health`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from spiffctl.errors import USAGE, SpiffctlError
+from spiffctl.redact import quote
 
 SCHEDULER_IN_APP = "SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP"
 CELERY_ENABLED = "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"
@@ -20,6 +23,7 @@ class Need(str, Enum):
     """A dependency kind a role must reach before its script may start."""
 
     DATABASE = "database"
+    SCHEMA = "schema at head"  # alembic_version equals this image's migration head
     BROKER = "broker"
     RESULT_BACKEND = "result backend"  # only when SPIFFWORKFLOW_BACKEND_CELERY_RESULT_BACKEND is set
 
@@ -39,12 +43,17 @@ class Role:
     needs: tuple[Need, ...]
     health: Health
     requires_celery: bool = False
+    # With SPIFFWORKFLOW_BACKEND_UPGRADE_DB=true this role brings the schema to head (once across
+    # replicas, under a lock in the database) instead of waiting for it.
+    migrates: bool = False
+    # In the all-in-one, the script starts only once these roles answer their health check: the
+    # API boots first, without the others' app starts competing for the CPU.
+    after: tuple[str, ...] = ()
     # At most one process of this role may run across all replicas: guarded by the Redis lease.
     singleton: bool = False
     # Forced into the child's environment. The scheduler-in-app switch must be off in every
     # split role: otherwise each gunicorn worker (and the Background itself) starts a scheduler.
     env: dict[str, str] = field(default_factory=dict)
-    summary: str = ""
 
 
 _NO_SCHEDULER_IN_APP = {SCHEDULER_IN_APP: "false"}
@@ -53,30 +62,34 @@ ROLES: dict[str, Role] = {
     "api": Role(
         name="api",
         script="bin/boot_server_in_docker",
-        needs=(Need.DATABASE,),
+        needs=(Need.DATABASE, Need.SCHEMA),
+        migrates=True,
         health=Health.HTTP_STATUS,
         env=_NO_SCHEDULER_IN_APP,
-        summary="HTTP API (gunicorn + uvicorn workers)",
     ),
     "background": Role(
         name="background",
         script="bin/start_blocking_apscheduler",
-        needs=(Need.DATABASE,),
+        needs=(Need.DATABASE, Need.SCHEMA),
+        after=("api",),
         health=Health.LEASE_STATE,
         singleton=True,
         env=_NO_SCHEDULER_IN_APP,
-        summary="the one APScheduler process (timers, messages, stale locks)",
     ),
     "worker": Role(
         name="worker",
         script="bin/start_celery_worker",
-        needs=(Need.DATABASE, Need.BROKER, Need.RESULT_BACKEND),
+        needs=(Need.DATABASE, Need.BROKER, Need.RESULT_BACKEND, Need.SCHEMA),
+        after=("api",),
         health=Health.WORKER,
         requires_celery=True,
         env=_NO_SCHEDULER_IN_APP,
-        summary="Celery worker processing process instances",
     ),
 }
+
+# Seconds a role gets to stop after SIGTERM before its process group is killed: under docker's
+# and Kubernetes' 10 s default, so spiffctl stops the backend cleanly before the engine kills it.
+STOP_GRACE = 8
 
 ALL = "all"
 ROLE_NAMES = tuple(ROLES)
@@ -98,7 +111,9 @@ def get_role(name: str, *, allow_all: bool = False) -> Role | None:
     """The role called ``name``; ``None`` for ``all`` when allowed. Unknown names are a config error."""
     choices = ROLE_CHOICES if allow_all else ROLE_NAMES
     if name not in choices:
-        raise SpiffctlError(f"--role / SPIFFCTL_ROLE: unknown role {name!r}; use one of {', '.join(choices)}", USAGE)
+        raise SpiffctlError(
+            f"--role / SPIFFCTL_ROLE: unknown role {quote(name)}; use one of {', '.join(choices)}", USAGE
+        )
     return None if name == ALL else ROLES[name]
 
 

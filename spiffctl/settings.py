@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
-from spiffctl.redact import Redactor, env_secrets, redact_url
+from spiffctl import urls
+from spiffctl.redact import Redactor, env_secrets, quote, redact_url
 from spiffctl.roles import CELERY_ENABLED, SCHEDULER_IN_APP, Need, Role
 from spiffctl.secrets import resolve_file_secrets
 
@@ -52,6 +52,8 @@ DEFAULT_BROKER = "redis://localhost"
 DEFAULT_PORT = 7000
 DATABASE_TYPES = ("mysql", "postgres", "sqlite")
 BACKEND_MARKER = "bin/boot_server_in_docker"
+
+SQL_KINDS = ("postgres", "mysql", "sqlite")
 
 # scheme -> probe kind, per place a URL can appear.
 _DB_SCHEMES = {"mysql": "mysql", "postgresql": "postgres", "sqlite": "sqlite"}
@@ -96,8 +98,18 @@ class Endpoint:
     variable: str
 
     @property
+    def grammar(self) -> urls.Grammar:
+        """Databases are read by SQLAlchemy, everything else by urllib (kombu, redis-py)."""
+        return "sqlalchemy" if self.kind in SQL_KINDS else "standard"
+
+    @property
+    def parts(self) -> urls.URL:
+        """The URL as its consumer reads it (endpoints are only made from URLs that parse)."""
+        return urls.parse(self.url, self.grammar)
+
+    @property
     def display(self) -> str:
-        return redact_url(self.url)
+        return redact_url(self.url, self.grammar)
 
 
 @dataclass(frozen=True)
@@ -128,9 +140,10 @@ class Settings:
         return _parse_bool(self.env.get(name)) is True
 
     @property
-    def port(self) -> int:
-        value = self.env.get(PORT) or ""
-        return int(value) if value.isdigit() and 0 < int(value) < 65536 else DEFAULT_PORT
+    def port(self) -> int | None:
+        """The API's port; ``None`` when the variable is not a port (reported as a problem)."""
+        value = self.env.get(PORT)
+        return tcp_port(value) if value else DEFAULT_PORT
 
     @property
     def status_path(self) -> str:
@@ -165,7 +178,7 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
             problems.append(
                 Problem(
                     name,
-                    f"{value!r} is not a boolean (the backend would treat it as true)",
+                    f"{quote(value)} is not a boolean (the backend would treat it as true)",
                     f"set {name}=true or {name}=false",
                 )
             )
@@ -209,10 +222,20 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
                 else "set it to the absolute path of the process-model folder"
             )
             problems.append(Problem(name, "is not set; the backend refuses to start without it", fix))
+    bpmn = get(BPMN_DIR)
+    if bpmn and not os.path.isabs(bpmn):
+        problems.append(
+            Problem(
+                BPMN_DIR,
+                f"{quote(bpmn)} is a relative path; the backend needs an absolute one (its scripts and spiffctl "
+                "run from different folders)",
+                "set it to the absolute path of the process-model folder, e.g. /app/process_models",
+            )
+        )
 
     port = get(PORT)
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-        problems.append(Problem(PORT, f"{port!r} is not a TCP port", "set a number from 1 to 65535"))
+    if port is not None and tcp_port(port) is None:
+        problems.append(Problem(PORT, f"{quote(port)} is not a TCP port", "set a number from 1 to 65535"))
     app_root = get(APPLICATION_ROOT)
     if app_root and app_root != "/":
         problems.append(
@@ -223,7 +246,19 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
             )
         )
     boolean(SCHEDULER_IN_APP)  # validated here; the role table forces it off (see roles.overrides)
+    connector = get(CONNECTOR_PROXY_URL)
+    if connector:
+        # A warning: the backend starts without it; only service tasks fail.
+        _check_url(CONNECTOR_PROXY_URL, connector, problems, severity="warning")
 
+    # "check SPIFFWORKFLOW_BACKEND_DATABASE_URI" is no help when the operator set ..._URI_FILE.
+    from_files = {name for name in env if raw.get(f"{name}_FILE") and name not in raw}
+
+    def named(variable: str) -> str:
+        first, _, rest = variable.partition(" ")
+        return f"{first}_FILE{' ' + rest if rest else ''}" if first in from_files else variable
+
+    endpoints = {need: replace(e, variable=named(e.variable)) for need, e in endpoints.items()}
     return Settings(
         env=env,
         backend_dir=backend,
@@ -241,7 +276,8 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
 def role_problems(settings: Settings, role: Role) -> list[Problem]:
     """Problems that only matter for ``role`` (on top of :attr:`Settings.problems`)."""
     out: list[Problem] = []
-    if role.requires_celery and not settings.celery_enabled:
+    reported = any(p.variable == CELERY_ENABLED for p in settings.problems)  # e.g. "yes": one line is enough
+    if role.requires_celery and not settings.celery_enabled and not reported:
         out.append(
             Problem(
                 CELERY_ENABLED,
@@ -250,6 +286,11 @@ def role_problems(settings: Settings, role: Role) -> list[Problem]:
             )
         )
     return out
+
+
+def tcp_port(value: str) -> int | None:
+    """``value`` as a TCP port (1-65535), or ``None``."""
+    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) < 65536 else None
 
 
 def _parse_bool(value: str | None) -> bool | None:
@@ -270,30 +311,23 @@ def _scheme(url: str) -> tuple[str, str]:
     return base, driver
 
 
-def _check_url(variable: str, url: str, problems: list[Problem], *, needs_host: bool = True) -> bool:
+def _check_url(
+    variable: str,
+    url: str,
+    problems: list[Problem],
+    grammar: urls.Grammar = "standard",
+    severity: Severity = "error",
+) -> bool:
     """Malformed URLs become problems here, so probes can trust what they are given."""
-    shown = redact_url(url)
-    if "://" not in url:
-        problems.append(
-            Problem(variable, f"{shown!r} is not a URL", "write it as scheme://user:password@host:port/name")
-        )
-        return False
+    shown = quote(url)
+    form = "write it as scheme://user:password@host:port/name"
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as e:
-        problems.append(
-            Problem(
-                variable,
-                f"{shown!r} is malformed ({redact_url(str(e))})",
-                "check the host and port; percent-encode special characters in the password",
-            )
-        )
+        parts = urls.parse(url, grammar)
+    except urls.URLError as e:
+        problems.append(Problem(variable, f"{shown} is malformed: {e}", form, severity))
         return False
-    if needs_host and not parts.hostname and "host=" not in parts.query:
-        problems.append(
-            Problem(variable, f"{shown!r} has no host", "write it as scheme://user:password@host:port/name")
-        )
+    if not parts.host and "host" not in parts.params:
+        problems.append(Problem(variable, f"{shown} has no host", form, severity))
         return False
     return True
 
@@ -350,14 +384,14 @@ def _database(
             problems.append(
                 Problem(
                     DATABASE_TYPE,
-                    f"says {type_var!r} but {DATABASE_URI} is {db_type}; the URI wins",
+                    f"says {quote(type_var)} but {DATABASE_URI} is {db_type}; the URI wins",
                     f"unset {DATABASE_TYPE} or make it match",
                     "warning",
                 )
             )
         if scheme == "sqlite":
             return db_type, source, Endpoint(Need.DATABASE, "sqlite", _sqlite_absolute(uri, backend), DATABASE_URI)
-        if not _check_url(DATABASE_URI, uri, problems):
+        if not _check_url(DATABASE_URI, uri, problems, "sqlalchemy"):
             return db_type, source, None
         return db_type, source, Endpoint(Need.DATABASE, _DB_SCHEMES[scheme], uri, DATABASE_URI)
 
@@ -367,7 +401,7 @@ def _database(
         problems.append(
             Problem(
                 DATABASE_TYPE,
-                f"{db_type!r} is not a database type",
+                f"{quote(db_type)} is not a database type",
                 "set it to mysql, postgres or sqlite (or set SPIFFWORKFLOW_BACKEND_DATABASE_URI)",
             )
         )
@@ -388,11 +422,28 @@ def _database(
     if db_type == "postgres":
         url = f"postgresql://spiffworkflow_backend:spiffworkflow_backend@localhost:5432/{name}"
         return db_type, source, Endpoint(Need.DATABASE, "postgres", url, DERIVED)
-    from urllib.parse import quote
-
-    password = quote(get(DATABASE_PASSWORD) or "", safe="")
+    # Exactly as the backend builds it: the password is not percent-encoded, so SQLAlchemy reads
+    # it up to its first "@" and decodes "%xx" in it; say so rather than probe with the same
+    # wrong password and blame the server.
+    password = get(DATABASE_PASSWORD) or ""
     url = f"mysql+mysqldb://root:{password}@127.0.0.1/{name}"
-    return db_type, source, Endpoint(Need.DATABASE, "mysql", url, DERIVED)
+    # A refused login is about the password: name the variable that holds it.
+    where = f"{DATABASE_PASSWORD} (the URI is derived from {DATABASE_TYPE})" if password else DERIVED
+    try:
+        read = urls.parse(url, "sqlalchemy").password
+    except urls.URLError:
+        read = None
+    if read != password:
+        problems.append(
+            Problem(
+                DATABASE_PASSWORD,
+                "holds '@' or a %xx sequence, which the backend puts into its database URI unencoded, so the "
+                "password it sends differs from this one",
+                f"set {DATABASE_URI}=mysql://root:<percent-encoded password>@127.0.0.1/<database> instead",
+            )
+        )
+        return db_type, source, None
+    return db_type, source, Endpoint(Need.DATABASE, "mysql", url, where)
 
 
 def _sqlite_absolute(uri: str, backend: Path) -> str:
@@ -444,10 +495,11 @@ def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
         inner = url[3:]
         inner_scheme, _ = _scheme(inner)
         kind = _DB_SCHEMES.get(inner_scheme)
-        if kind and kind != "sqlite" and _check_url(RESULT_BACKEND, inner, problems):
-            return Endpoint(Need.RESULT_BACKEND, kind, inner, RESULT_BACKEND)
         if kind == "sqlite":
             return None
+        if kind:
+            ok = _check_url(RESULT_BACKEND, inner, problems, "sqlalchemy")
+            return Endpoint(Need.RESULT_BACKEND, kind, inner, RESULT_BACKEND) if ok else None
         problems.append(
             Problem(
                 RESULT_BACKEND,

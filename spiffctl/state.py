@@ -9,20 +9,38 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from spiffctl import procfs
+from spiffctl.errors import ConfigError
+
 RUN_DIR_VAR = "SPIFFCTL_RUN_DIR"
 ROLE_FILE = "role"
+# The all-in-one supervisord's private control socket (read by `spiffctl status`).
+SOCKET_NAME = "supervisor.sock"
 
 
 def run_dir(env: Mapping[str, str] | None = None, *, create: bool = True) -> Path:
+    """The run folder; with ``create``, made (0700) if missing. :class:`ConfigError` when unusable."""
     env = os.environ if env is None else env
     path = Path(env.get(RUN_DIR_VAR) or f"{tempfile.gettempdir()}/spiffctl-{os.getuid()}")
     if create:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            if isinstance(e, FileExistsError):
+                reason = "a file, not a folder"
+            raise ConfigError(
+                f"{RUN_DIR_VAR}: cannot use {path} as spiffctl's run folder ({reason}); "
+                f"point {RUN_DIR_VAR} at a writable folder (it is created 0700), or unset it"
+            ) from None
     return path
 
 
@@ -56,8 +74,8 @@ def remember_role(role: str, env: Mapping[str, str] | None = None) -> None:
     """Record the role this container runs, so ``healthcheck`` needs no flag."""
     try:
         write_text(run_dir(env) / ROLE_FILE, role + "\n")
-    except OSError:
-        pass  # a read-only /tmp must not stop the role; healthcheck then needs --role
+    except (OSError, ConfigError):
+        pass  # `run` has warned already (check_run_dir); the role must start anyway
 
 
 def remembered_role(env: Mapping[str, str] | None = None) -> str | None:
@@ -65,6 +83,25 @@ def remembered_role(env: Mapping[str, str] | None = None) -> str | None:
         return (run_dir(env, create=False) / ROLE_FILE).read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
+
+
+# What a role of the all-in-one is waiting for before its script starts (the schema, the API):
+# `spiffctl status` shows it as waiting rather than running. Removed right before the exec.
+WAITING_FILE = "waiting.json"
+
+
+def set_waiting(on: str, env: Mapping[str, str] | None = None) -> None:
+    try:
+        write_json(run_dir(env) / WAITING_FILE, {"pid": os.getpid(), "on": on, "since": time.time()})
+    except (OSError, ConfigError):
+        pass  # status then shows the role as running: a display matter only
+
+
+def done_waiting(env: Mapping[str, str] | None = None) -> None:
+    try:
+        (run_dir(env, create=False) / WAITING_FILE).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 # The process a role runs as: ``run`` execs the role's script in place, so spiffctl's own pid is
@@ -75,28 +112,13 @@ PROCESS_FILE = "{role}.process.json"
 BACKGROUND_FILE = "background.json"
 
 
-def process_start(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot; ``None`` when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if not fields or fields[0] in ("Z", "X"):
-        return None
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
 def remember_process(role: str, env: Mapping[str, str] | None = None) -> None:
     """Record this process as the one running ``role`` (call it right before the exec)."""
     pid = os.getpid()
     try:
-        write_json(run_dir(env) / PROCESS_FILE.format(role=role), {"pid": pid, "start": process_start(pid)})
-    except OSError:
-        pass  # as for remember_role: a read-only /tmp must not stop the role
+        write_json(run_dir(env) / PROCESS_FILE.format(role=role), {"pid": pid, "start": procfs.start_time(pid)})
+    except (OSError, ConfigError):
+        pass  # as for remember_role
 
 
 def remembered_process(role: str, env: Mapping[str, str] | None = None) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@ Shared services (session scope; fail, never skip, when one does not answer):
 ``shared_postgres``, ``shared_mariadb``, ``shared_redis``, ``shared_rabbitmq`` -> URL strings.
 
 Per test, on the shared services: ``pg_database`` / ``mysql_database`` -> URL of a fresh,
-uniquely named database (dropped afterwards); ``redis_namespace`` -> :class:`RedisNamespace`.
+uniquely named database (dropped afterwards); ``database`` -> (kind, URL) of a fresh database,
+parametrized over PostgreSQL, MariaDB and SQLite; ``redis_namespace`` -> :class:`RedisNamespace`.
 
 Private servers (``tests.servers``), started, cleaned up after the test: ``private_postgres``,
 ``private_mariadb``, ``private_redis``, ``private_rabbitmq`` (slow, ~6 s), and ``make_server``
@@ -127,6 +128,17 @@ def mysql_database(shared_mariadb: str) -> Iterator[str]:
     run(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     yield shared_mariadb + name
     run(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture(params=("postgresql", "mariadb", "sqlite"))
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(kind, URL) of a fresh, empty database of each kind the backend supports."""
+    kind = request.param
+    if kind == "postgresql":
+        return kind, request.getfixturevalue("pg_database")
+    if kind == "mariadb":
+        return kind, request.getfixturevalue("mysql_database")
+    return kind, f"sqlite:///{tmp_path / 'db.sqlite3'}"
 
 
 @dataclass(frozen=True)

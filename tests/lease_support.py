@@ -17,13 +17,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from spiffctl import lease
-from spiffctl.lockconfig import lock_config
+from spiffctl.lease.config import lock_config
+from spiffctl.lease.redis_store import RedisStore
 from spiffctl.settings import load
 from tests.servers import PrivateRedis, eventually, pid_alive
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "lease_standin.py"
+FAULTY = HERE / "lease_faulty.py"
 REPO = HERE.parent
 GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activity is split there
 
@@ -40,6 +41,11 @@ def write_backend(root: Path) -> Path:
 
 def background_command(backend: Path) -> list[str]:
     return [sys.executable, "-m", "spiffctl", "run", "--role", "background", "--no-wait", "--backend-dir", str(backend)]
+
+
+def faulty_command(backend: Path) -> list[str]:
+    """A Background replica whose lease store raises like a bug would (see ``lease_faulty.py``)."""
+    return [sys.executable, str(FAULTY), str(backend)]
 
 
 def replica_env(tmp: Path, name: str, lock_url: str, *, ttl: float = 3, db: str = "db", **extra: str) -> dict[str, str]:
@@ -62,19 +68,19 @@ def replica_env(tmp: Path, name: str, lock_url: str, *, ttl: float = 3, db: str 
 class Replica:
     """``spiffctl run --role background`` in a process group of its own, like one container."""
 
-    def __init__(self, tmp: Path, name: str, env: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, name: str, env: dict[str, str], command: list[str] | None = None) -> None:
         self.tmp = tmp
         self.name = name
+        self.command = command or background_command(tmp / "backend")
         self.mark = uuid.uuid4().hex
         self.env = {**env, "SPIFFCTL_TEST_MARK": self.mark}
         self.log_path = tmp / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Replica:
-        backend = self.tmp / "backend"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                background_command(backend),
+                self.command,
                 env=self.env,
                 cwd=REPO,
                 stdout=log,
@@ -230,12 +236,15 @@ class Cluster:
 
     def prime(self) -> None:
         """Leave a clean-release tombstone so the first holder needs not wait a TTL."""
-        first = lease.Lease(lease.client(self.url, 1.0), self.key(), self.ttl)
-        first.try_acquire()
-        first.release()
+        first = RedisStore.from_url(self.url, self.key(), self.ttl, timeout=1.0)
+        try:
+            first.try_acquire()
+            first.release()
+        finally:
+            first.close()
 
-    def start(self, name: str, **extra: str) -> Replica:
-        replica = Replica(self.tmp, name, self.env(name, **extra)).start()
+    def start(self, name: str, command: list[str] | None = None, **extra: str) -> Replica:
+        replica = Replica(self.tmp, name, self.env(name, **extra), command).start()
         self.replicas.append(replica)
         return replica
 

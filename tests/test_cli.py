@@ -40,7 +40,44 @@ def test_help_lists_run():
 
 
 def test_unknown_role_flag():
-    assert_one_line_error(spiffctl("run", "--role", "scheduler"), 2, "--role", "api, background, worker, all")
+    result = spiffctl("run", "--role", "scheduler")
+    assert_one_line_error(result, 2, "--role", "'scheduler' is not one of 'api', 'background', 'worker', 'all'")
+    assert result.stderr.rstrip().endswith("(see spiffctl run --help)")  # the subcommand's help
+
+
+def test_bare_spiffctl_prints_the_normal_help():
+    result = spiffctl()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == spiffctl("--help").stdout
+    assert result.stdout.startswith("Usage: spiffctl [OPTIONS] COMMAND [ARGS]...\n")
+
+
+@pytest.mark.parametrize("command", ["run", "doctor", "healthcheck", "status"])
+def test_dash_h_is_help_and_roles_show_their_choices(command):
+    result = spiffctl(command, "-h")
+    assert result.returncode == 0 and result.stdout == spiffctl(command, "--help").stdout
+    assert "<str>" not in result.stdout and "<path>" not in result.stdout
+    if command != "status":
+        assert "--role [api|background|worker|all]" in result.stdout
+
+
+def test_command_summaries_are_whole_sentences():
+    summaries = spiffctl("--help").stdout.split("Commands:")[1]
+    assert "..." not in summaries
+    assert summaries.count(".") == 4
+
+
+def test_healthcheck_unknown_role_is_a_usage_error():
+    assert_one_line_error(spiffctl("healthcheck", "--role", "apii"), 2, "'apii'", "(see spiffctl healthcheck --help)")
+
+
+def test_shell_completion_script_completes_the_roles():
+    result = spiffctl("--show-completion", "bash", _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
+    assert result.returncode == 0 and "_SPIFFCTL_COMPLETE" in result.stdout
+    completed = spiffctl(
+        COMP_WORDS="spiffctl run --role ", COMP_CWORD="3", _SPIFFCTL_COMPLETE="complete_bash", _TYPER_COMPLETE_ARGS=""
+    )
+    assert completed.stdout.split() == ["api", "background", "worker", "all"], completed
 
 
 def test_unknown_role_from_environment():

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from spiffctl.roles import STOP_GRACE
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILES = ("compose.yaml", "compose.split.yaml")
 K8S_DIR = ROOT / "deploy" / "kubernetes"
-SPIFFCTL_STOP_GRACE = 8.0  # seconds spiffctl gives the backend to stop before it kills it
 
 # spiffctl's own variables.
 SPIFFCTL_VARS = {
@@ -168,7 +169,7 @@ def test_compose_config_is_valid(name: str, compose_dir: Path) -> None:
     for service_name, service in backend.items():
         assert service["command"][:2] == ["run", "--role"], service_name
         assert "healthcheck" in " ".join(service["healthcheck"]["test"]), service_name
-        assert seconds(service["stop_grace_period"]) > SPIFFCTL_STOP_GRACE, service_name
+        assert seconds(service["stop_grace_period"]) > STOP_GRACE, service_name
     if name == "compose.yaml":
         assert [s["command"] for s in backend.values()] == [["run", "--role", "all"]]
         env = environment(next(iter(backend.values())))
@@ -181,14 +182,19 @@ def test_compose_config_is_valid(name: str, compose_dir: Path) -> None:
 
     assert (count("api"), count("background"), count("worker")) == (2, 2, 2)
     assert {"postgres", "redis", "spiffworkflow-frontend", "spiffworkflow-connector"} <= set(services)
-    upgraders = [n for n, s in backend.items() if environment(s).get("SPIFFWORKFLOW_BACKEND_UPGRADE_DB") == "true"]
-    assert len(upgraders) == 1, f"exactly one API may apply migrations, not {upgraders}"
-    envs = {n: {k: v for k, v in environment(s).items() if k != "SPIFFWORKFLOW_BACKEND_UPGRADE_DB"}
-            for n, s in backend.items()}  # fmt: skip
+    # spiffctl serialises the upgrade under a database lock: every API replica may (and does) carry
+    # UPGRADE_DB=true, and no replica is special.
+    apis = {n: s for n, s in backend.items() if s["command"][-1] == "api"}
+    for service_name, service in apis.items():
+        assert environment(service).get("SPIFFWORKFLOW_BACKEND_UPGRADE_DB") == "true", service_name
+    assert not [n for n in services if "migrat" in n], "no migrator service: every API replica may migrate"
+    envs = {n: environment(s) for n, s in backend.items()}
     assert len({tuple(sorted(e.items())) for e in envs.values()}) == 1, "backend roles must share one environment"
     for service_name, service in backend.items():
         conditions = {dep["condition"] for dep in service["depends_on"].values()}
         assert conditions == {"service_healthy"}, service_name
+        # Background and worker wait for the schema themselves; no backend waits for an API container.
+        assert set(service["depends_on"]) == {"postgres", "redis"}, service_name
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
@@ -238,10 +244,10 @@ def test_kubernetes_deployments() -> None:
     config = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
     deployments = [o for o in objects if o["kind"] == "Deployment"]
     replicas: dict[str, int] = {}
-    upgraders = []
+    api_deployments = []
     for d in deployments:
         pod = d["spec"]["template"]["spec"]
-        assert pod["terminationGracePeriodSeconds"] > SPIFFCTL_STOP_GRACE
+        assert pod["terminationGracePeriodSeconds"] > STOP_GRACE
         (container,) = pod["containers"]
         role = container["args"][container["args"].index("--role") + 1]
         replicas[role] = replicas.get(role, 0) + d["spec"]["replicas"]
@@ -249,15 +255,18 @@ def test_kubernetes_deployments() -> None:
             assert container[probe]["exec"]["command"] == ["spiffctl", "healthcheck"], (d["metadata"]["name"], probe)
         assert container["envFrom"] == [{"configMapRef": {"name": "spiffworkflow-backend"}}]
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        if (env.get("SPIFFWORKFLOW_BACKEND_UPGRADE_DB") or config.get("SPIFFWORKFLOW_BACKEND_UPGRADE_DB")) == "true":
-            upgraders.append(d["metadata"]["name"])
+        if role == "api":
+            api_deployments.append(d["metadata"]["name"])
+            upgrade = env.get("SPIFFWORKFLOW_BACKEND_UPGRADE_DB") or config.get("SPIFFWORKFLOW_BACKEND_UPGRADE_DB")
+            assert upgrade == "true", f"{d['metadata']['name']}: every API replica may migrate (spiffctl locks)"
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         secret_mount = mounts["secrets"]
         assert secret_mount["readOnly"] is True
         assert volumes["secrets"]["secret"]["secretName"] == "spiffworkflow-backend"
     assert replicas == {"api": 2, "background": 2, "worker": 2}
-    assert len(upgraders) == 1, f"exactly one API Deployment may apply migrations, not {upgraders}"
+    assert api_deployments == ["spiffworkflow-api"], "one API Deployment, no migrator"
+    assert not [d["metadata"]["name"] for d in deployments if "migrat" in d["metadata"]["name"]]
     services = [o for o in objects if o["kind"] == "Service"]
     assert any(s["spec"]["selector"].get("app.kubernetes.io/component") == "api" for s in services)
 

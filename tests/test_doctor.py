@@ -12,6 +12,7 @@ import pytest
 
 from tests.clirun import BASE, HEAD, HTTPStub, backend_root, base_env, spiffctl, unresponsive_env
 from tests.servers import Blackhole, ClosedPort, PrivatePostgres, PrivateRedis
+from tests.standins import set_version
 
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432"
 SHARED_MYSQL = "mysql://root@127.0.0.1:3306"
@@ -48,22 +49,8 @@ def mysql_db(mysql_database: str) -> str:
 
 def set_revision(url: str, revision: str | None) -> None:
     """Plant an Alembic state: ``None`` leaves the database empty."""
-    if revision is None:
-        return
-    if url.startswith("postgresql"):
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-            conn.execute("INSERT INTO alembic_version VALUES (%s)", (revision,))
-    else:
-        import pymysql
-
-        name = url.rsplit("/", 1)[1]
-        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database=name, autocommit=True)
-        conn.cursor().execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-        conn.cursor().execute("INSERT INTO alembic_version VALUES (%s)", (revision,))
-        conn.close()
+    if revision is not None:
+        set_version(url, revision)
 
 
 def assert_shape(doc: dict) -> None:
@@ -115,13 +102,14 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
     assert r.err == ""
 
 
-def test_mysql_at_head_and_text_table(backend, mysql_db, liveness):
-    from spiffctl import lease
+def test_mysql_at_head_and_text_table(backend, mysql_db, liveness, redis_namespace):
+    from spiffctl.lease.redis_store import RedisStore
+    from spiffctl.lease.store import Grant
 
     set_revision(mysql_db, HEAD)
-    key = unique("spiffctl:test:lease:")
-    held = lease.Lease(lease.client(SHARED_REDIS, 2), key, 15)  # a Background holds the lease
-    assert isinstance(held.try_acquire(), lease.Grant)
+    key = redis_namespace.key("lease")  # every key under it is deleted after the test
+    held = RedisStore.from_url(SHARED_REDIS, key, 15, timeout=2)  # a Background holds the lease
+    assert isinstance(held.try_acquire(), Grant)
     env = base_env(
         backend,
         SPIFFWORKFLOW_BACKEND_DATABASE_URI=mysql_db,
@@ -180,6 +168,49 @@ def test_schema_unknown_without_migrations_folder(backend, pg_db):
     r = spiffctl("doctor", "--json", "--role", "api", env=env)
     row = r.check("database schema")
     assert row["status"] == "warn" and row["detail"].startswith("unknown: no migration files"), row
+
+
+def test_schema_migration_in_progress_names_the_lock_holder(backend, pg_db):
+    from spiffctl import dblock
+    from spiffctl.roles import Need
+    from spiffctl.settings import Endpoint
+
+    set_revision(pg_db, BASE)
+    lock = dblock.open_lock(Endpoint(Need.DATABASE, "postgres", pg_db, "X"), "migrate", 5)
+    try:
+        assert lock.try_acquire()
+        r = spiffctl(
+            "doctor", "--json", "--role", "worker", env=base_env(backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI=pg_db)
+        )
+    finally:
+        lock.close()
+    row = r.check("database schema")
+    assert row["status"] == "warn", row
+    assert row["detail"].startswith(f"migration in progress (lock held by spiffctl migrate on {os.uname().nodename} "
+                                    f"pid {os.getpid()} from ")  # fmt: skip
+    assert row["detail"].endswith(f"at {BASE}, head {HEAD}, 1 to apply")
+
+
+def test_schema_unreadable_is_not_called_empty(backend, pg_db, shared_postgres):
+    """A user without SELECT on alembic_version, on a database at head: unreadable, never "empty"."""
+    import psycopg
+
+    role = f"noselect_{uuid.uuid4().hex[:8]}"
+    set_revision(pg_db, HEAD)
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        env = base_env(backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI=pg_db.replace("postgres@", f"{role}@"))
+        r = spiffctl("doctor", "--json", "--role", "worker", env=env)
+        row = r.check("database schema")
+        assert row["status"] == "fail" and row["detail"].startswith("unreadable: alembic_version cannot be read ("), row
+        assert "permission denied" in row["detail"] and "grant SELECT on alembic_version" in row["hint"]
+        assert r.check("database")["status"] == "ok"
+    finally:
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+        with psycopg.connect(shared_postgres, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {role}")
 
 
 # ------------------------------------------------------------------------------------ failures
@@ -402,12 +433,13 @@ def lease_env(backend: Path, **extra: str) -> dict[str, str]:
 
 
 def test_lease_holder_is_named_with_time_left(backend, make_server):
-    from spiffctl import lease
+    from spiffctl.lease.redis_store import RedisStore
+    from spiffctl.lease.store import Grant
 
     redis_server = make_server(PrivateRedis, requirepass=PLANTED)
     url = redis_server.url_for(0, password=PLANTED)
-    held = lease.Lease(lease.client(url, 2), "spiffctl:test:lease", 15, host="replica-7", pid=4242)
-    assert isinstance(held.try_acquire(), lease.Grant)
+    held = RedisStore.from_url(url, "spiffctl:test:lease", 15, timeout=2, host="replica-7", pid=4242)
+    assert isinstance(held.try_acquire(), Grant)
     r = spiffctl(
         "doctor",
         "--role",

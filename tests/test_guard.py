@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl import lease
+from spiffctl.probes.redis import client
 from tests.lease_support import (
     REPO,
     Cluster,
@@ -27,13 +27,14 @@ from tests.lease_support import (
     alive_workers,
     background_command,
     chaos,
+    faulty_command,
     overlap,
     read_runs,
     replica_env,
     wait_for,
     write_backend,
 )
-from tests.servers import PrivateRedis
+from tests.servers import PrivateRedis, wait_until
 
 TTL = 3.0
 
@@ -179,7 +180,7 @@ def test_script_exiting_by_itself_releases_and_passes_its_code(cluster):
     cluster.prime()
     a = cluster.start("a", STANDIN_EXIT_AFTER="0.5")
     assert a.wait(10) == 3
-    c = lease.client(cluster.url, 1.0)
+    c = client(cluster.url, 1.0)
     key = cluster.key()
     assert c.get(key) is None and c.get(f"{key}:released") is not None
 
@@ -187,7 +188,7 @@ def test_script_exiting_by_itself_releases_and_passes_its_code(cluster):
 def test_killed_watchdog_is_backed_up_by_the_renewer(cluster):
     a, _ = holder_and_standby(cluster)
     [old] = cluster.workers_of("a")
-    watchdogs = [p for p in a.processes() if b"watchdog.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    watchdogs = [p for p in a.processes() if b"spiffctl.lease.watchdog" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(watchdogs) == 1
     os.kill(watchdogs[0], signal.SIGKILL)
     assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 3)
@@ -198,12 +199,15 @@ def test_killed_watchdog_is_backed_up_by_the_renewer(cluster):
 
 def test_state_file_for_healthcheck(cluster):
     a, _ = holder_and_standby(cluster)
-    time.sleep(1.5)
-    sa = json.loads((cluster.tmp / "run-a" / "background.json").read_text())
-    sb = json.loads((cluster.tmp / "run-b" / "background.json").read_text())
+
+    def state(name: str) -> dict:
+        return json.loads((cluster.tmp / name / "background.json").read_text())
+
+    sa = wait_until(lambda: (s := state("run-a"))["child_pid"] and s, timeout=5, what="holder state with its child")
+    sb = wait_until(lambda: (s := state("run-b"))["holder"] and s, timeout=5, what="standby state naming the holder")
     [worker] = cluster.workers_of("a")
     assert sa["mode"] == "holder" and sa["pid"] == a.pid and sa["redis"] is True and sa["epoch"] >= 1
-    assert sa["child_pid"] and os.getpgid(worker.pid) == sa["child_pid"]
+    assert os.getpgid(worker.pid) == sa["child_pid"]
     assert sb["mode"] == "standby" and sb["child_pid"] is None and f"pid {a.pid}" in sb["holder"]
     for s in (sa, sb):
         assert time.time() - s["updated"] < 3 * s["interval"] + 1
@@ -246,6 +250,58 @@ def test_password_never_printed(tmp_path):
             assert secret not in r.log()
     finally:
         c.close()
+
+
+@pytest.mark.parametrize(
+    ("first_line", "code", "reason"),
+    [("#!/nonexistent/interpreter", 127, "No such file or directory"), ("echo no #! line", 126, "Exec format error")],
+)
+def test_script_that_cannot_be_executed_releases_and_exits(cluster, first_line, code, reason):
+    cluster.prime()
+    script = cluster.tmp / "backend" / "bin" / "start_blocking_apscheduler"
+    script.write_text(first_line + "\n")  # exists and is executable: only exec itself fails
+    a = cluster.start("a")
+    assert a.wait(10) == code
+    [line] = [x for x in a.log().splitlines() if "cannot execute" in x]
+    assert line == f"spiffctl: cannot execute {script}: {reason} (check its #! line)"
+    c = client(cluster.url, 1.0)
+    assert c.get(cluster.key()) is None and c.get(f"{cluster.key()}:released") is not None
+
+
+def test_a_bug_while_holding_fences_the_script_and_exits_70(tmp_path):
+    secret = "bug-Pa55word"
+    c = Cluster(tmp_path, password=secret)
+    try:
+        c.prime()
+        a = c.start("a", faulty_command(tmp_path / "backend"), FAULT_AT_RENEWAL="2")
+        c.wait_worker("a")
+        assert a.wait(3 * TTL) == 70
+        assert a.processes() == []  # the watchdog and the whole script group went first
+        assert alive_workers(c.runs()) == []
+        lines = a.log().strip().splitlines()
+        assert lines[-1].startswith("spiffctl: internal error: TypeError: unsupported operand"), a.log()
+        assert lines[-1].endswith("(set SPIFFCTL_DEBUG=1 for a traceback)")
+        assert "Traceback" not in a.log() and secret not in a.log() and "***" in lines[-1]
+        assert "unreachable" not in a.log() and "cannot renew" not in a.log()  # never disguised as an outage
+    finally:
+        c.close()
+
+
+def test_a_bug_on_standby_exits_70_and_leaves_the_holder_alone(cluster):
+    a, _ = holder_and_standby(cluster)
+    b = cluster.start("bugged", faulty_command(cluster.tmp / "backend"), FAULT_AT_ACQUIRE="1")
+    assert b.wait(10) == 70
+    assert "internal error: TypeError" in b.log() and "standby:" not in b.log()
+    assert a.running() and len(alive_workers(cluster.runs())) == 1
+
+
+def test_a_bug_with_debug_shows_the_traceback_after_fencing(cluster):
+    cluster.prime()
+    a = cluster.start("a", faulty_command(cluster.tmp / "backend"), FAULT_AT_RENEWAL="1", SPIFFCTL_DEBUG="1")
+    cluster.wait_worker("a")
+    assert a.wait(3 * TTL) != 0
+    assert "Traceback (most recent call last)" in a.log() and "TypeError: unsupported operand" in a.log()
+    assert a.processes() == []
 
 
 def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.CompletedProcess[str]:

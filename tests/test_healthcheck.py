@@ -68,6 +68,13 @@ def test_api_unhealthy_when_status_is_not_ok(run_dir, body, status):
     assert r.code == 1 and r.out.startswith("unhealthy: api: ")
 
 
+def test_api_with_a_port_that_is_not_one_says_so_like_run(run_dir):
+    r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT="abc")
+    assert r.code == 1, r
+    said = "SPIFFWORKFLOW_BACKEND_PORT: 'abc' is not a TCP port; set a number from 1 to 65535"
+    assert r.out == f"unhealthy: api: {said}\n"
+
+
 def test_api_unhealthy_on_closed_port_and_silent_server(run_dir):
     with ClosedPort() as closed:
         r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(closed.port))
@@ -241,7 +248,7 @@ def test_api_slow_drip_server_is_cut_off_by_the_bound(run_dir):
 def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, tmp_path):
     """`run --role all` under supervisord, then the image's plain `spiffctl healthcheck`."""
     from tests.servers import free_port, wait_until
-    from tests.standins import standin_env, wait_for_record
+    from tests.standins import at_head, standin_env, wait_for_record
 
     run_dir = tmp_path / "run"
     env = {
@@ -250,7 +257,7 @@ def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, 
         "SPIFFCTL_RUN_DIR": str(run_dir),
         "FLASK_SESSION_SECRET_KEY": "session-key",
         "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp_path),
-        "SPIFFWORKFLOW_BACKEND_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SPIFFWORKFLOW_BACKEND_DATABASE_URI": at_head(f"sqlite:///{tmp_path / 'db.sqlite3'}"),
         "SPIFFWORKFLOW_BACKEND_PORT": str(free_port()),
     }
     cmd = [sys.executable, "-m", "spiffctl", "run", "--role", "all", "--backend-dir", str(fake_backend)]

@@ -70,7 +70,7 @@ def _wheels(base: str) -> Path:
     finally:
         sh("buildah", "rm", container, check=False)
     key = hashlib.sha256()
-    for f in ("pyproject.toml", "scripts/build_wheels.py"):
+    for f in ("pyproject.toml", "constraints.txt", "scripts/build_wheels.py"):
         key.update((ROOT / f).read_bytes())
     key.update(f"{version} {glibc}".encode())
     folder = CACHE / f"wheels-{key.hexdigest()[:12]}"
@@ -90,7 +90,7 @@ def _context(tmp: Path, wheels: Path) -> Path:
     """A build context holding what .dockerignore lets through, with the prepared wheels."""
     ctx = tmp / "context"
     ctx.mkdir()
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "constraints.txt"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, ctx / name)
     shutil.copytree(ROOT / "spiffctl", ctx / "spiffctl", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -184,6 +184,27 @@ def test_own_venv_leaves_backend_alone(built: Built) -> None:
     spiffctl, python = result.stdout.split()[:2]
     assert spiffctl == "/opt/spiffctl/bin/spiffctl"
     assert python == "/app/.venv/bin/python3", "the backend's venv must stay first on PATH"
+
+
+CHECK_PYC = """
+import importlib.util, pkgutil, spiffctl
+for m in pkgutil.walk_packages(spiffctl.__path__, "spiffctl."):
+    header = open(importlib.util.cache_from_source(importlib.util.find_spec(m.name).origin), "rb").read(8)
+    assert int.from_bytes(header[4:8], "little") == 1, m.name
+print("ok")
+"""
+
+
+def test_bytecode_ships_and_is_used_without_a_write(built: Built) -> None:
+    """Every spiffctl module has an unchecked-hash .pyc (flags 1 in the header: never compared with
+    its source), and running a command writes no new bytecode (a read-only root filesystem works)."""
+    count = "find /opt/spiffctl -name '*.pyc' -newer /opt/spiffctl/bin/python | wc -l"
+    before = built.run("bash", "-c", count)
+    result = built.run("/opt/spiffctl/bin/python", "-c", CHECK_PYC)
+    assert result.stdout.strip() == "ok", result.stdout + result.stderr
+    built.spiffctl("healthcheck", "--role", "api")
+    after = built.run("bash", "-c", count)
+    assert before.stdout == after.stdout and int(before.stdout) > 100
 
 
 def test_version(built: Built) -> None:

@@ -72,6 +72,7 @@ def test_mysql_unknown_database_is_permanent():
     outcome = status_of("mysql", f"mysql://root:@127.0.0.1/nodb_{uuid.uuid4().hex[:8]}")
     assert outcome.status is Status.PERMANENT
     assert "unknown database" in outcome.detail.lower()
+    assert outcome.detail.lower().count("unknown database") == 1  # the label is not repeated
 
 
 def test_mysql_wrong_password_is_permanent():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import PrivatePostgres, PrivateRedis
-from tests.standins import find_records, standin_env, wait_for_record
+from tests.standins import at_head, find_records, standin_env, uv_env, wait_for_record
 
 PASSWORD = "Planted-Secret-4711"
 CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("SPIFFWORKFLOW_BACKEND_", "SPIFFCTL_", "FLASK_"))}
@@ -58,7 +58,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, 
 
 @pytest.fixture
 def pg_uri(pg_database: str) -> str:
-    return pg_database
+    return at_head(pg_database)
 
 
 def test_api_execs_its_script_in_place_with_the_resolved_environment(fake_backend, standin_record, pg_uri, tmp_path):
@@ -127,7 +127,12 @@ def test_database_started_two_seconds_late_is_waited_for(fake_backend, standin_r
     time.sleep(2)
     assert proc.poll() is None, "spiffctl must still be waiting"
     assert find_records(standin_record) == []
-    threading.Thread(target=db.start, daemon=True).start()
+
+    def start_migrated() -> None:
+        db.start()
+        at_head(db.url)  # spiffctl then also waits for the schema, found at head by its next poll
+
+    threading.Thread(target=start_migrated, daemon=True).start()
     code, _, err = finish(proc)
     assert code == 0, err
     assert find_records(standin_record, role="api", event="start")
@@ -221,9 +226,21 @@ def test_bad_interpreter_line_is_reported(fake_backend, standin_record, pg_uri):
 
 
 def test_sqlite_database_is_checked_without_a_server(fake_backend, standin_record):
-    env = backend_env(standin_record, "", STANDIN_EXIT_AFTER="0.1", SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="sqlite")
+    """The derived SQLite file (none yet) passes the check; the upgrade creates it, then the API starts."""
+    env = backend_env(
+        standin_record,
+        "",
+        STANDIN_EXIT_AFTER="0.1",
+        SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="sqlite",
+        SPIFFWORKFLOW_BACKEND_UPGRADE_DB="true",
+        **uv_env(),
+    )
     code, _, err = finish(run(fake_backend, "api", env))
     assert code == 0, err
+    [upgrade] = find_records(standin_record, role="uv-upgrade", event="exit")
+    assert upgrade["exit_code"] == 0
+    [start] = find_records(standin_record, role="api", event="start")
+    assert start["env"]["SPIFFWORKFLOW_BACKEND_UPGRADE_DB"] == "false"
 
 
 def test_background_lease_settings_are_checked_before_waiting(fake_backend, standin_record, closed_port):
@@ -231,10 +248,54 @@ def test_background_lease_settings_are_checked_before_waiting(fake_backend, stan
     uri = f"postgresql://u@127.0.0.1:{closed_port.port}/x"
     started = time.monotonic()
     code, _, err = finish(run(fake_backend, "background", backend_env(standin_record, uri), "--wait-timeout", "60"))
-    assert code == 78 and "SPIFFCTL_LOCK_URL" in err
+    assert code == 78 and "SPIFFCTL_LOCK_URL is not set and Celery is off, so there is no Redis broker" in err
     assert time.monotonic() - started < 30
-    assert "waiting for" not in err
+    assert "waiting for" not in err and "not Redis" not in err
+    env = backend_env(standin_record, uri, SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL="amqp://guest@127.0.0.1//")
+    code, _, err = finish(run(fake_backend, "background", env, "--wait-timeout", "60"))
+    assert code == 78 and "the Celery broker (SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL) is not Redis" in err
     code, _, err = finish(
         run(fake_backend, "background", backend_env(standin_record, uri, SPIFFCTL_LOCK_TTL="1"), "--wait-timeout", "60")
     )
     assert code == 78 and "SPIFFCTL_LOCK_TTL" in err
+
+
+def test_unusable_run_dir_is_a_named_warning_and_the_role_still_starts(fake_backend, standin_record):
+    env = backend_env(
+        standin_record, f"sqlite:///{standin_record.parent / 'db.sqlite3'}", SPIFFCTL_RUN_DIR="/etc/hostname"
+    )
+    env.update(standin_env(standin_record, exit_after=0))
+    code, _, err = finish(run(fake_backend, "api", env, "--no-wait"))
+    assert code == 0, err  # the stand-in's own exit: the role ran
+    assert [line for line in err.splitlines() if line.startswith("spiffctl:")] == [
+        "spiffctl: warning: SPIFFCTL_RUN_DIR: cannot use /etc/hostname as spiffctl's run folder (a file, not a "
+        "folder); point SPIFFCTL_RUN_DIR at a writable folder (it is created 0700), or unset it; starting anyway, "
+        "but `spiffctl healthcheck` cannot see this role"
+    ]
+    assert find_records(standin_record, role="api", event="start")
+
+
+def test_unusable_run_dir_stops_the_all_in_one_with_78(fake_backend, standin_record):
+    env = backend_env(
+        standin_record, f"sqlite:///{standin_record.parent / 'db.sqlite3'}", SPIFFCTL_RUN_DIR="/etc/hostname"
+    )
+    code, out, err = finish(run(fake_backend, "all", env, "--no-wait"))
+    assert (code, out) == (78, "")
+    assert err.splitlines() == [
+        "spiffctl: SPIFFCTL_RUN_DIR: cannot use /etc/hostname as spiffctl's run folder (a file, not a folder); "
+        "point SPIFFCTL_RUN_DIR at a writable folder (it is created 0700), or unset it"
+    ]
+
+
+@pytest.mark.parametrize("mode", ["accept", "drop"])
+def test_a_silent_database_is_given_up_on_at_the_timeout_with_69(fake_backend, standin_record, mode):
+    from tests.servers import Blackhole
+
+    with Blackhole(mode) as hole:
+        env = backend_env(standin_record, f"postgresql://spiff:{PASSWORD}@127.0.0.1:{hole.port}/spiff")
+        code, out, err = finish(run(fake_backend, "api", env, "--wait-timeout", "1"))
+    assert (code, out) == (69, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"spiffctl: database (postgres at 127.0.0.1:{hole.port}/spiff) not ready after ")
+    assert "no answer within" in line and PASSWORD not in line
+    assert not find_records(standin_record)

@@ -36,11 +36,26 @@ def test_mysql_password_and_env_name_are_used_in_the_derived_uri(tmp_path):
     s = settings(
         tmp_path,
         SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="mysql",
-        SPIFFWORKFLOW_BACKEND_DATABASE_PASSWORD="p@ss/word",
+        SPIFFWORKFLOW_BACKEND_DATABASE_PASSWORD="p/ss:wo#rd?",
         SPIFFWORKFLOW_BACKEND_ENV="prod",
     )
-    assert s.endpoint(Need.DATABASE).url == "mysql+mysqldb://root:p%40ss%2Fword@127.0.0.1/spiffworkflow_backend_prod"
+    db = s.endpoint(Need.DATABASE)
+    # Built unencoded, exactly as the backend builds it; SQLAlchemy's grammar still reads it whole.
+    assert db.url == "mysql+mysqldb://root:p/ss:wo#rd?@127.0.0.1/spiffworkflow_backend_prod"
+    assert (db.parts.username, db.parts.password, db.parts.host) == ("root", "p/ss:wo#rd?", "127.0.0.1")
+    assert db.display == "mysql+mysqldb://root:***@127.0.0.1/spiffworkflow_backend_prod"
     assert s.problems == ()
+
+
+@pytest.mark.parametrize("password", ["p@ss", "pa%41ss"])
+def test_mysql_password_the_backend_would_misread_is_a_problem(tmp_path, password):
+    s = settings(
+        tmp_path, SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="mysql", SPIFFWORKFLOW_BACKEND_DATABASE_PASSWORD=password
+    )
+    [problem] = s.errors
+    assert problem.variable == "SPIFFWORKFLOW_BACKEND_DATABASE_PASSWORD"
+    assert "unencoded" in problem.message and "SPIFFWORKFLOW_BACKEND_DATABASE_URI" in problem.fix
+    assert password not in str(problem)
 
 
 def test_postgres_derivation(tmp_path):
@@ -211,7 +226,7 @@ def test_booleans_must_be_true_or_false(tmp_path, value):
 def test_port_must_be_a_tcp_port(tmp_path, port):
     s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_PORT=port)
     assert variables(s)["SPIFFWORKFLOW_BACKEND_PORT"] == "error"
-    assert s.port == 7000
+    assert s.port is None  # not silently 7000: healthcheck reports the problem instead
 
 
 def test_port_and_status_path(tmp_path):
@@ -243,3 +258,34 @@ def test_secrets_never_appear_in_problems(tmp_path):
     text = "\n".join(map(str, s.problems))
     assert "hunter2secret" not in text and "hunter3secret" not in text
     assert "***" in text
+
+
+def test_relative_process_model_dir_must_be_absolute(tmp_path):
+    s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR="process_models")
+    [problem] = [p for p in s.errors if p.variable == "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR"]
+    assert "relative" in problem.message and "absolute" in problem.fix
+
+
+def test_a_bad_celery_switch_is_one_problem_for_the_worker_too(tmp_path):
+    from spiffctl.roles import ROLES
+    from spiffctl.settings import role_problems
+
+    s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="yes")
+    assert [p.variable for p in s.errors] == ["SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"]
+    assert role_problems(s, ROLES["worker"]) == []  # not also "nothing for the worker to do"
+    assert role_problems(settings(tmp_path), ROLES["worker"])[0].variable == "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"
+
+
+def test_endpoints_read_from_files_name_the_file_variable(tmp_path):
+    uri = tmp_path / "uri"
+    uri.write_text("postgresql://spiff:pw@db:5432/spiff\n")
+    password = tmp_path / "password"
+    password.write_text("pw\n")
+    s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE=str(uri))
+    assert s.endpoint(Need.DATABASE).variable == "SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE"
+    s = settings(
+        tmp_path,
+        SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="mysql",
+        SPIFFWORKFLOW_BACKEND_DATABASE_PASSWORD_FILE=str(password),
+    )
+    assert s.endpoint(Need.DATABASE).variable.startswith("SPIFFWORKFLOW_BACKEND_DATABASE_PASSWORD_FILE (the URI")

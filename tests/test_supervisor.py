@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl.supervisor import current_umask
+from spiffctl.allinone.supervisor import current_umask
 from tests.allinone_support import BACKEND, alive, base_env, records, running, spiffctl, wait_until
+from tests.standins import at_head, read_records, uv_env
 
 CELERY = {"SPIFFWORKFLOW_BACKEND_CELERY_ENABLED": "true", "SPIFFCTL_LOCK": "off"}
 ROLES3 = ("api", "background", "worker")
@@ -48,6 +49,33 @@ def test_three_roles_start_with_prefixed_lines_and_stop_on_sigterm(tmp_path):
         for role in ROLES3:
             run.wait_for(rf"^{role} \| {role} got SIGTERM$", stream="out", timeout=1)
         assert not any(line.startswith(("worker |", "api |")) for line in run.lines("err") if "Traceback" in line)
+
+
+def test_child_output_is_scrubbed_of_the_secrets_spiffctl_knows(tmp_path):
+    secret_file = tmp_path / "session_key"
+    secret_file.write_text("file-secret-session-key-9\n")
+    password = "Tr0ub4dor#horse"
+    env = base_env(tmp_path, **CELERY)
+    env.pop("FLASK_SESSION_SECRET_KEY", None)
+    env.update(
+        FLASK_SESSION_SECRET_KEY_FILE=str(secret_file),
+        SPIFFWORKFLOW_BACKEND_DATABASE_URI=f"postgresql://spiff:{password}@127.0.0.1:5432/spiff",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL="redis://:brokerpw-7731@127.0.0.1:6379/0",
+        STANDIN_SHOW_ENV="SPIFFWORKFLOW_BACKEND_DATABASE_URI,FLASK_SESSION_SECRET_KEY,SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL",
+        STANDIN_PRINT=f"connecting with {password} and brokerpw-7731",
+    )
+    with running(tmp_path, env, "--no-wait") as run:
+        for role in ROLES3:
+            run.wait_for(rf"^{role} \| {role} env FLASK_SESSION_SECRET_KEY=\*\*\*$")
+        run.wait_for(
+            r"^api \| api env SPIFFWORKFLOW_BACKEND_DATABASE_URI=postgresql://spiff:\*\*\*@127.0.0.1:5432/spiff$"
+        )
+        run.wait_for(r"^worker \| connecting with \*\*\* and \*\*\*$", stream="err")
+        run.terminate()
+        assert run.wait(15) == 0
+    everything = "\n".join(run.lines("out") + run.lines("err"))
+    for secret in (password, "brokerpw-7731", "file-secret-session-key-9"):
+        assert secret not in everything
 
 
 def test_no_worker_when_celery_is_off_and_lease_warning_once(tmp_path):
@@ -196,8 +224,10 @@ def test_generated_config_has_no_secret_and_private_permissions(tmp_path):
     with running(tmp_path, env, "--no-wait") as run:
         # supervisord runs with umask 077 for its own files; the roles keep the operator's.
         run.wait_for(rf"^api \| api umask {current_umask():03o}$", stream="out")
-        # The roles do get the secret (they inherit supervisord's environment) ...
-        run.wait_for(rf"^worker \| worker env FLASK_SESSION_SECRET_KEY={secrets[0]}$", stream="out")
+        # The roles do get the secret (they inherit supervisord's environment), print it scrubbed ...
+        run.wait_for(r"^worker \| worker env FLASK_SESSION_SECRET_KEY=\*\*\*$", stream="out")
+        [worker] = [r for r in read_records(tmp_path / "record") if r["role"] == "worker" and r["event"] == "ready"]
+        assert worker["env"]["FLASK_SESSION_SECRET_KEY"] == secrets[0]
         conf = run_dir / "supervisord.conf"
         text = conf.read_text()
         # ... but it is never written to disk.
@@ -260,20 +290,45 @@ def test_dependencies_are_checked_once_before_anything_starts(tmp_path):
     assert not (tmp_path / "run" / "supervisord.conf").exists()
 
 
-def _postgres_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _postgres_up(), reason="no PostgreSQL on 127.0.0.1:5432")
-def test_waits_for_the_shared_postgres_then_starts(tmp_path):
-    env = base_env(tmp_path, SPIFFWORKFLOW_BACKEND_DATABASE_URI="postgresql://postgres@127.0.0.1:5432/postgres")
+def test_waits_for_the_shared_postgres_then_starts(tmp_path, pg_database):
+    env = base_env(tmp_path, SPIFFWORKFLOW_BACKEND_DATABASE_URI=at_head(pg_database))
     with running(tmp_path, env, "--wait-timeout", "10") as run:
         run.wait_for(r"^api \| api ready")
         run.wait_for(r"^background \| background ready")
+
+
+def test_the_api_upgrades_and_answers_before_background_and_worker_start(tmp_path, shared_redis):
+    """On an empty database: one upgrade by the API's spiffctl, then the API boots alone; the other
+    two roles wait (WAITING in status) until it answers, so they do not compete with its start."""
+    env = base_env(
+        tmp_path,
+        **uv_env(),
+        SPIFFCTL_LOCK="off",
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_redis,
+        SPIFFWORKFLOW_BACKEND_UPGRADE_DB="true",
+        STANDIN_MIGRATIONS="true",
+        STANDIN_UPGRADE_SECONDS="1",
+        STANDIN_API_STARTUP_DELAY="3",
+    )
+    with running(tmp_path, env, "--wait-timeout", "30") as run:
+        run.wait_for(r"^api \| spiffctl: holding the migration lock", stream="err", timeout=60)
+
+        def waiting_roles() -> set[str]:
+            out = subprocess.run(spiffctl("status"), env=env, capture_output=True, text=True, timeout=30).stdout
+            return {line.split()[0] for line in out.splitlines() if "WAITING" in line}
+
+        assert wait_until(lambda: waiting_roles() == {"background", "worker"}, 30)
+        for role in ROLES3:
+            run.wait_for(rf"^{role} \| {role} ready pid=\d+$", stream="out", timeout=60)
+    found = read_records(tmp_path / "record")
+    (api_ready,) = [r for r in found if r["role"] == "api" and r["event"] == "ready"]
+    (upgrade_end,) = [r for r in found if r["role"] == "uv-upgrade" and r["event"] == "exit"]
+    assert upgrade_end["exit_code"] == 0 and upgrade_end["monotonic"] < api_ready["monotonic"]
+    for role in ("background", "worker"):
+        (start,) = [r for r in found if r["role"] == role and r["event"] == "start"]
+        assert start["monotonic"] > api_ready["monotonic"]
+        assert start["env"]["SPIFFWORKFLOW_BACKEND_UPGRADE_DB"] == "true"  # theirs is never acted on
 
 
 def test_a_second_all_in_one_on_the_same_run_dir_is_refused(tmp_path):
@@ -288,9 +343,9 @@ def test_a_second_all_in_one_on_the_same_run_dir_is_refused(tmp_path):
 
 def test_render_without_running(tmp_path):
     """The template renders each role once, with percent signs escaped for supervisord."""
+    from spiffctl.allinone.supervisor import make_plan, render
     from spiffctl.roles import roles_for
     from spiffctl.settings import load
-    from spiffctl.supervisor import make_plan, render
 
     env = base_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "100%"))
     settings = load(env, backend_dir=Path(env["SPIFFCTL_BACKEND_DIR"]))

@@ -1,35 +1,44 @@
 """``spiffctl run --role ROLE``: check configuration, wait for dependencies, exec the role's script.
 
+In order: the configuration (78), the script (127/126), the dependencies (69 when they stay
+down), then the schema: an API replica with ``SPIFFWORKFLOW_BACKEND_UPGRADE_DB=true`` applies the
+upgrade once across replicas under a database lock (:mod:`spiffctl.migrate`), every other role
+waits until the schema is at head (:mod:`spiffctl.schema`); in the all-in-one the Background and
+the worker also wait for the API to answer (:mod:`spiffctl.allinone.gate`). ``--no-wait`` skips
+all of it and leaves the schema to the script.
+
 For a single role the script replaces spiffctl (same PID, so the orchestrator's signals reach the
 backend directly). The Background role is the exception when the lease is on: spiffctl stays as
-the script's parent to renew the lease and fence the script (see :mod:`spiffctl.guard`).
+the script's parent to renew the lease and fence the script (see :mod:`spiffctl.lease.guard`).
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from spiffctl import state
-from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigProblems, SpiffctlError
-from spiffctl.roles import CHILD_ENV_DEFAULTS, SCHEDULER_IN_APP, Role, get_role, overrides
-from spiffctl.settings import Settings, load, role_problems
-from spiffctl.wait import Say, wait_for
+from spiffctl import migrate, schema, state
+from spiffctl.allinone import gate
+from spiffctl.errors import ConfigError
+from spiffctl.launch import child_env, exec_script, prepare, say, script_path
+from spiffctl.roles import get_role
+from spiffctl.settings import load
+from spiffctl.wait import wait_for
 
 
-def say(message: str) -> None:
-    print(f"spiffctl: {message}", file=sys.stderr, flush=True)
+def check_run_dir() -> None:
+    """A single role starts without its run folder, but says what that costs."""
+    try:
+        state.run_dir()
+    except ConfigError as e:
+        say(f"warning: {e.message}; starting anyway, but `spiffctl healthcheck` cannot see this role")
 
 
 def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: bool) -> NoReturn:
     role = get_role(role_name, allow_all=True)
     settings = load(backend_dir=backend_dir)
     if role is None:
-        from spiffctl import supervisor
+        from spiffctl.allinone import supervisor
 
         supervisor.run_all(settings, wait_timeout=wait_timeout, wait=wait, say=say)
     assert role is not None
@@ -38,64 +47,20 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     env = child_env(settings, role, say=say)
     lease = None
     if role.singleton:
-        from spiffctl import guard
+        from spiffctl.lease import guard
 
         lease = guard.lease_config(settings, role)
+    # Read before any waiting: a bad value is a configuration error now, not after a minute.
+    schema_timeout = schema.timeout(settings.env)
     if wait:
         needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
         wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
+        migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
+        gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
+        state.done_waiting()
+    check_run_dir()
     state.remember_role(role.name)
     if lease is not None:
         guard.run_singleton(settings, lease, role, script, env, say=say)
     state.remember_process(role.name)  # the exec keeps this pid: healthcheck --role worker watches it
     exec_script(script, settings.backend_dir, env)
-
-
-def prepare(settings: Settings, role: Role, *, say: Say = say) -> None:
-    """Refuse to start on any configuration error; print each warning once."""
-    errors = [str(p) for p in [*settings.errors, *role_problems(settings, role)]]
-    if errors:
-        raise ConfigProblems(errors)
-    for problem in settings.warnings:
-        say(f"warning: {problem}")
-
-
-def script_path(settings: Settings, role: Role) -> Path:
-    script = settings.backend_dir / role.script
-    if not script.is_file():
-        raise SpiffctlError(
-            f"{role.name}: bin script {script} not found; point --backend-dir (SPIFFCTL_BACKEND_DIR) "
-            "at the backend root",
-            NOT_FOUND,
-        )
-    if not os.access(script, os.X_OK):
-        raise SpiffctlError(f"{role.name}: bin script {script} is not executable; chmod +x it", NOT_EXECUTABLE)
-    return script
-
-
-def child_env(settings: Settings, role: Role, *, say: Say = say) -> dict[str, str]:
-    """The resolved environment plus the role's forced values; says when it overrides the operator."""
-    env = dict(settings.env)
-    for name, value in CHILD_ENV_DEFAULTS.items():
-        env.setdefault(name, value)
-    for name, old, new in overrides(env, role):
-        say(
-            f"{name}={old} overridden to {new} for the {role.name} role: in a split deployment the Background "
-            "role is the only scheduler"
-            if name == SCHEDULER_IN_APP
-            else f"{name}={old} overridden to {new}"
-        )
-    env.update(role.env)
-    env["SPIFFCTL_ROLE"] = role.name
-    return env
-
-
-def exec_script(script: Path, cwd: Path, env: Mapping[str, str]) -> NoReturn:
-    os.chdir(cwd)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(script, [str(script)], env)
-    except OSError as e:
-        code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
-        raise SpiffctlError(f"cannot execute {script}: {e.strerror} (check its #! line)", code) from None

@@ -3,7 +3,10 @@
 Read over supervisord's XML-RPC on the private unix socket in the run dir (0700; socket 0700),
 so it works for the user that runs the container and nobody else, without a password.
 
-Exit codes: 0 every role RUNNING · 1 some role is not RUNNING (starting, restarting, stopping) ·
+A role whose spiffctl still waits before starting its script (for the schema, or, in the
+all-in-one, for the API to answer) is shown as WAITING, with what it waits for.
+
+Exit codes: 0 every role RUNNING · 1 some role is not RUNNING (waiting, starting, stopping) ·
 3 nothing runs (LSB's "program is not running", as ``systemctl status`` and init scripts use).
 """
 
@@ -17,7 +20,6 @@ from typing import Any
 
 from spiffctl import state
 from spiffctl.errors import CHECK_FAILED, OK
-from spiffctl.supervisor import SOCKET_NAME
 
 NOT_RUNNING = 3
 TIMEOUT = 5.0
@@ -32,10 +34,23 @@ def uptime(seconds: float) -> str:
     return f"{days}d {clock}" if days else clock
 
 
-def line(info: dict[str, Any]) -> str:
+def waiting_on(info: dict[str, Any], base: Path) -> str | None:
+    """What a RUNNING program still waits for before its script starts (``None``: it runs it)."""
+    record = state.read_json(state.role_run_dir(base, str(info.get("name"))) / state.WAITING_FILE)
+    if record is None or info.get("statename") != "RUNNING" or record.get("pid") != info.get("pid"):
+        return None  # no file, or one left by an earlier process of the role
+    since = record.get("since")
+    waited = f" ({uptime(float(info.get('now', 0)) - since)})" if isinstance(since, (int, float)) else ""
+    return f"for {record.get('on')}{waited}"
+
+
+def line(info: dict[str, Any], base: Path) -> str:
     name = str(info.get("name", "?"))
     statename = str(info.get("statename", "?"))
-    if statename == "RUNNING":
+    waiting = waiting_on(info, base)
+    if waiting:
+        statename, detail = "WAITING", f"pid {info.get('pid')}, {waiting}"
+    elif statename == "RUNNING":
         detail = f"pid {info.get('pid')}, uptime {uptime(float(info.get('now', 0)) - float(info.get('start', 0)))}"
     else:
         detail = str(info.get("description") or info.get("spawnerr") or "").strip() or "-"
@@ -50,7 +65,7 @@ def connect(path: Path) -> Any:
 
 
 def status() -> int:
-    path = state.run_dir(create=False) / SOCKET_NAME
+    path = state.run_dir(create=False) / state.SOCKET_NAME
     nothing = (
         f"spiffctl: nothing runs: no all-in-one supervisor answers on {path} "
         f"(start one with `spiffctl run --role all`; {state.RUN_DIR_VAR} must match)"
@@ -74,10 +89,13 @@ def status() -> int:
         return NOT_RUNNING
     finally:
         socket.setdefaulttimeout(previous)
-    for info in infos:
-        print(line(info))
+    base = path.parent
+    lines = [line(info, base) for info in infos]
+    for text in lines:
+        print(text)
     if supervisor_state != "RUNNING":
         reason = f": {outcome['message']}" if outcome.get("message") else ""
         print(f"spiffctl: supervisor is {supervisor_state.lower()}{reason}")
-    ok = supervisor_state == "RUNNING" and infos and all(i.get("statename") == "RUNNING" for i in infos)
+    # A role still waiting for the schema or the API is starting, not running.
+    ok = supervisor_state == "RUNNING" and infos and all(text.split()[1] == "RUNNING" for text in lines)
     return OK if ok else CHECK_FAILED

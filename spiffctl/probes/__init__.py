@@ -94,18 +94,19 @@ def classify_exception(e: BaseException) -> Outcome:
     return permanent(f"{type(e).__name__}: {e}")
 
 
-def classify_text(text: str, permanent_markers: tuple[str, ...], transient_markers: tuple[str, ...]) -> Outcome:
-    """For drivers that report connection failures as text: permanent markers win over transient ones.
+def classify_text(text: str, permanent_markers: tuple[str, ...] = ()) -> Outcome:
+    """For drivers that report failures as text: permanent when it says we were refused, else transient.
 
-    Unknown messages count as transient: a wrong guess then costs a timeout (exit 69 with the
-    message), while the opposite guess would abort a start that was about to succeed.
+    Refused means any of :data:`REFUSED` (every driver's way of saying "wrong credentials", "no
+    such database", "not allowed", "TLS verification failed") or of the driver's own
+    ``permanent_markers``. Everything else counts as transient: a wrong guess then costs a timeout
+    (exit 69 with the message), while the opposite guess would abort a start that was about to
+    succeed.
     """
     low = text.lower()
     detail = one_line(text)
-    if any(m in low for m in permanent_markers):
+    if any(m in low for m in (*REFUSED, *permanent_markers)):
         return permanent(detail)
-    if any(m in low for m in transient_markers):
-        return transient(detail)
     return transient(detail)
 
 
@@ -114,5 +115,18 @@ def one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-# Markers shared by the SQL drivers (libpq and the MySQL client both say these in their own words).
+# How drivers say the TLS handshake or the server's certificate was refused.
 TLS_FAILURE = ("certificate verify failed", "certificate_verify_failed", "ssl handshake", "tlsv1 alert")
+# How servers say "you may not": wrong credentials (PostgreSQL, MySQL/MariaDB, Redis, RabbitMQ in
+# that order), a database or role that does not exist, a virtual host that is missing or closed
+# to this user. Lower case; matched anywhere in the message.
+REFUSED = (
+    "authentication failed",
+    "access denied",
+    "invalid username-password pair",
+    "access_refused",
+    "does not exist",
+    "unknown database",
+    "not_allowed",
+    *TLS_FAILURE,
+)

@@ -7,20 +7,20 @@ which is everything Celery needs before it can consume.
 from __future__ import annotations
 
 import ssl
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from spiffctl.probes import Outcome, classify_exception, classify_text, ok, permanent, transient
 from spiffctl.settings import Endpoint
 
 
 def connect_args(endpoint: Endpoint, timeout: float) -> dict[str, object]:
-    parts = urlsplit(endpoint.url)
-    secure = parts.scheme.lower() == "amqps"
+    parts = endpoint.parts
+    secure = parts.base_scheme == "amqps"
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     return {
-        "host": f"{parts.hostname or 'localhost'}:{parts.port or (5671 if secure else 5672)}",
-        "userid": unquote(parts.username or "guest"),
-        "password": unquote(parts.password or "guest"),
+        "host": f"{parts.host or 'localhost'}:{parts.port or (5671 if secure else 5672)}",
+        "userid": parts.username or "guest",
+        "password": parts.password or "guest",
         "virtual_host": vhost,
         "connect_timeout": timeout,
         "read_timeout": timeout,
@@ -40,7 +40,7 @@ def classify(e: BaseException) -> Outcome:
         return transient(str(e))
     if isinstance(e, OSError):
         return classify_exception(e)
-    return classify_text(str(e), ("certificate verify failed",), ())
+    return classify_text(str(e))
 
 
 def check(endpoint: Endpoint, timeout: float) -> Outcome:

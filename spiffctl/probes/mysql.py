@@ -6,7 +6,6 @@ The backend itself uses mysqlclient; the URI is the same, so we parse it ourselv
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from spiffctl.probes import TLS_FAILURE, Outcome, classify_exception, classify_text, permanent, sql, transient
 from spiffctl.settings import Endpoint
@@ -17,6 +16,7 @@ PERMANENT_CODES = {
     1045: "access denied (wrong user or password)",
     1049: "unknown database",
     1129: "host blocked after too many errors (run FLUSH HOSTS)",
+    1142: "permission denied",
     1251: "the server wants an authentication method the client does not support",
     1698: "access denied (wrong user or password)",
     2026: "TLS connection error",
@@ -33,14 +33,14 @@ TRANSIENT_CODES = {
 
 
 def connect_args(endpoint: Endpoint, timeout: float) -> dict[str, Any]:
-    parts = urlsplit(endpoint.url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    parts = endpoint.parts
+    query = parts.params
     args: dict[str, Any] = {
-        "host": parts.hostname or "localhost",
+        "host": parts.host or "localhost",
         "port": parts.port or 3306,
-        "user": unquote(parts.username or "root"),
-        "password": unquote(parts.password or ""),
-        "database": unquote(parts.path.lstrip("/")) or None,
+        "user": parts.username or "root",
+        "password": parts.password or "",
+        "database": parts.path or None,
         "connect_timeout": timeout,
         "read_timeout": timeout,
         "write_timeout": timeout,
@@ -60,25 +60,35 @@ def connect(endpoint: Endpoint, timeout: float) -> Any:
     return pymysql.connect(**connect_args(endpoint, timeout))
 
 
+def _labelled(label: str, message: str) -> str:
+    """``label: message``, unless the server's message already says it ("Unknown database 'x'")."""
+    return message if message.lower().startswith(label.lower()) else f"{label}: {message}"
+
+
 def classify(e: BaseException) -> Outcome:
-    args = getattr(e, "args", ())
+    args: tuple[object, ...] = tuple(getattr(e, "args", ()))
     if len(args) >= 2 and isinstance(args[0], int):
         code, message = args[0], str(args[1])
         if any(m in message.lower() for m in TLS_FAILURE):
             return permanent(f"TLS verification failed: {message}")
         if code in PERMANENT_CODES:
-            return permanent(f"{PERMANENT_CODES[code]}: {message}")
+            return permanent(_labelled(PERMANENT_CODES[code], message))
         if code in TRANSIENT_CODES:
-            return transient(f"{TRANSIENT_CODES[code]}: {message}")
-        return classify_text(message, (), ())
+            return transient(_labelled(TRANSIENT_CODES[code], message))
+        return classify_text(message)
     if isinstance(e, OSError):
         return classify_exception(e)
-    return classify_text(str(e), TLS_FAILURE, ())
+    return classify_text(str(e))
 
 
 def check(endpoint: Endpoint, timeout: float) -> Outcome:
     return sql.select_one(connect, classify, endpoint, timeout)
 
 
+def missing_table(e: BaseException) -> bool:
+    args = tuple(getattr(e, "args", ()))
+    return bool(args) and args[0] == 1146  # ER_NO_SUCH_TABLE
+
+
 def revision(endpoint: Endpoint, timeout: float) -> Outcome:
-    return sql.schema_revision(connect, classify, endpoint, timeout)
+    return sql.schema_revision(connect, classify, missing_table, endpoint, timeout)

@@ -57,4 +57,8 @@ def revision(endpoint: Endpoint, timeout: float) -> Outcome:
     path = path_of(endpoint)
     if path is not None and not path.exists():
         return ok("database file does not exist yet", revision="")
-    return sql.schema_revision(connect, classify, endpoint, timeout)
+    return sql.schema_revision(connect, classify, missing_table, endpoint, timeout)
+
+
+def missing_table(e: BaseException) -> bool:
+    return "no such table" in str(e)

@@ -1,7 +1,9 @@
-"""Stand-ins for spiffworkflow-backend's three bin scripts, and helpers to read what they recorded.
+"""Stand-ins for spiffworkflow-backend's three bin scripts and for ``uv`` (``flask db ...``), and
+helpers to read what they recorded.
 
 ``tests/standins/backend/`` is a fake backend root with the real script names
-(``bin/boot_server_in_docker``, ``bin/start_blocking_apscheduler``, ``bin/start_celery_worker``).
+(``bin/boot_server_in_docker``, ``bin/start_blocking_apscheduler``, ``bin/start_celery_worker``)
+and a four-revision linear Alembic history in ``migrations/versions`` (:data:`REVISIONS`).
 Copy it with :func:`copy_backend` (or the ``fake_backend`` fixture) before changing it.
 
 Like the real scripts, they must run with the backend root as working directory (otherwise they
@@ -35,7 +37,58 @@ three roles share one environment.
 ``STANDIN_MAX_LIFETIME`` safety net: every stand-in process exits after this (default 300 s)
 ``STANDIN_CHECK_CWD``  ``false`` to skip the working-directory check
 ``STANDIN_BIND``       API bind address (default ``0.0.0.0``, like gunicorn's ``--bind``)
+``STANDIN_BOOT_CPU``   CPU-seconds burnt (busy loop on ``time.process_time()``) before ready, after
+                       the migration step: the real API's caches + gunicorn boot, the worker's
+                       Celery start (``STANDIN_API_BOOT_CPU``, ``STANDIN_WORKER_BOOT_CPU``). Default 0
+``STANDIN_MIGRATIONS`` ``true``: the real scripts' schema step, through ``uv`` on PATH, or
+                       ``$STANDIN_UV`` when set (use the stand-in ``uv``: :func:`uv_env` sets both).
+                       API: ``SPIFFWORKFLOW_BACKEND_DOWNGRADE_DB=true`` runs ``uv run flask db
+                       downgrade`` (prints ``Downgrading database...``), then
+                       ``..._UPGRADE_DB=true`` runs ``uv run flask db upgrade`` (``Upgrading
+                       database...``); a failure exits with its code after ``Exited with BAD EXIT
+                       CODE 'N' in ./bin/boot_server_in_docker script at line: L.`` (errexit).
+                       Background and worker: bin/wait_for_db_schema_migrations: ``uv run flask db
+                       current`` and ``uv run flask db heads`` (two app starts) until the first words
+                       agree, printing ``Waiting for db migrations to finish`` then
+                       ``DB migrations are complete.``; record ``schema`` (``current``, ``head``)
+                       per round; a failing command exits with its code (BAD EXIT CODE lines)
+``STANDIN_SCHEMA_POLL`` seconds between two rounds of that wait (default 2, as the real script)
 ====================== =========================================================================
+
+The stand-in ``uv`` (``tests/standins/uv/uv``; :func:`uv_env` puts it first on PATH and names the
+interpreter that has SQLAlchemy) understands ``uv run flask db upgrade|downgrade|current|heads``
+with the backend root as cwd (else exit 2, Flask's "Could not locate a Flask application"), and
+``uv run CMD...``, which it execs. Each ``flask db`` command first "creates the app": burns
+``STANDIN_APP_CPU`` CPU-seconds (default 0). Then, on ``SPIFFWORKFLOW_BACKEND_DATABASE_URI``
+(``postgresql[+psycopg2]://``, ``mysql[+mysqldb]://``, ``sqlite:///``; without it the backend's
+defaults from ``..._DATABASE_TYPE`` and ``SPIFFWORKFLOW_BACKEND_ENV``, e.g. sqlite
+``<root>/src/instance/db_<ENV>.sqlite3``) and ``<root>/migrations/versions/*.py``:
+
+- ``upgrade``: stderr ``INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.`` (MySQLImpl,
+  SQLiteImpl), ``... Will assume transactional DDL.`` (non-transactional on MySQL/SQLite), then per
+  revision ``INFO  [alembic.runtime.migration] Running upgrade <from> -> <to>, <message>`` (``from``
+  empty for the first). A fresh database gets ``CREATE TABLE alembic_version`` (no IF NOT EXISTS);
+  each revision creates table ``standin_<revision>``, sleeps its share of
+  ``STANDIN_UPGRADE_SECONDS`` (total, default 2) and writes the revision. PostgreSQL: one
+  transaction for the whole upgrade (the backend's env.py); MySQL/SQLite: a commit per revision.
+  Two at once: exactly one exits 1 with the driver's error as a traceback ending in
+  ``sqlalchemy.exc.IntegrityError: (psycopg2.errors.UniqueViolation) duplicate key value violates
+  unique constraint "pg_type_typname_nsp_index"`` (PostgreSQL, when the first commits),
+  ``sqlalchemy.exc.OperationalError: (MySQLdb.OperationalError) (1050, "Table '...' already
+  exists")`` or ``(sqlite3.OperationalError) table ... already exists`` / ``database is locked``.
+  Driver names are printed as the real backend's drivers (psycopg2, MySQLdb) print them.
+  ``STANDIN_UPGRADE_FAIL_AT=<revision>``: a real failing statement at that revision (its ``Running
+  upgrade`` line is printed first, the failing table is ``standin_fail_at_<revision>``): traceback,
+  exit 1; on PostgreSQL nothing stays applied. SIGTERM: rolls back, exit 143.
+- ``downgrade``: one revision back (``Running downgrade <rev> -> <down>, <message>``), drops its table.
+- ``current``: stdout ``<rev> (head)`` at head, ``<rev>`` behind, nothing on an empty database;
+  ``heads``: ``<head> (head)`` (no database needed). An unknown revision: ``ERROR [flask_migrate]
+  Error: Can't locate revision identified by '<rev>'``, exit 1.
+
+Their records: role ``uv-upgrade`` / ``uv-downgrade`` / ``uv-current`` / ``uv-heads``, events
+``start`` (``command``), ``revision`` (upgrade: ``revision``, ``down``; on PostgreSQL executed, committed
+with the last) and ``exit`` (``exit_code``), with ``pid`` and ``monotonic`` like every record.
+Options may be given as ``STANDIN_UV_<NAME>`` too.
 
 The API honours ``SPIFFWORKFLOW_BACKEND_PORT`` (default 7000) and
 ``SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX``: ``GET <prefix>/v1.0/status`` answers ``{"ok": true}``.
@@ -44,7 +97,7 @@ Once ready every role prints ``<role> ready pid=N`` on stdout and ``<role> on st
 SIGTERM: exit 0 (record ``stop``); SIGINT/SIGHUP: exit 128+n.
 
 Records: ``role`` (``api``, ``background``, ``worker``, ``<role>-child``, ``<role>-orphan``),
-``event`` (``start``, ``ready``, ``signal`` (ignored), ``stop``, ``exit``, ``error``), ``argv``,
+``event`` (``start``, ``ready``, ``signal`` (ignored), ``stop``, ``exit``, ``error``, ``schema``), ``argv``,
 ``cwd``, ``pid``, ``ppid``, ``pgid``, ``sid``, ``monotonic`` (CLOCK_MONOTONIC, comparable with
 ``time.monotonic()`` in the test), ``time``, ``env``; plus ``signal``, ``action``, ``reason``,
 ``exit_code``, ``port``, ``status_path`` where they apply.
@@ -58,6 +111,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +119,11 @@ from typing import Any
 from tests.servers import wait_until
 
 BACKEND_TEMPLATE = Path(__file__).resolve().parent / "backend"
+UV_DIR = Path(__file__).resolve().parent / "uv"
+
+#: the fake backend's migration history, oldest first (tests/standins/backend/migrations/versions)
+REVISIONS: tuple[str, ...] = ("3c8f2d1a9b04", "7e1b5a0c4d92", "a94d06f3e2b7", "d2f7c81b35e0")
+HEAD = REVISIONS[-1]
 
 #: role -> script path relative to the backend root (the real names)
 SCRIPTS: Mapping[str, str] = {
@@ -76,10 +135,73 @@ SCRIPTS: Mapping[str, str] = {
 Record = dict[str, Any]
 
 
-def copy_backend(dest: Path) -> Path:
-    """Copy the fake backend root to ``dest`` (must not exist) and return it (resolved)."""
-    shutil.copytree(BACKEND_TEMPLATE, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+def copy_backend(dest: Path, *, migrations: bool = True) -> Path:
+    """Copy the fake backend root to ``dest`` (must not exist) and return it (resolved).
+
+    ``migrations=False`` leaves out ``migrations/`` (for a caller that writes its own history)."""
+    ignore = ["__pycache__"] if migrations else ["__pycache__", "migrations"]
+    shutil.copytree(BACKEND_TEMPLATE, dest, symlinks=True, ignore=shutil.ignore_patterns(*ignore))
     return dest.resolve()
+
+
+def _engine(url: str) -> Any:
+    """A SQLAlchemy engine on ``url`` with this venv's drivers (psycopg 3, PyMySQL), no pool."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    scheme, _, rest = url.partition("://")
+    driver = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}.get(scheme.split("+")[0], scheme)
+    return create_engine(f"{driver}://{rest}", poolclass=NullPool)
+
+
+def versions(url: str) -> list[str]:
+    """The rows of ``alembic_version`` (``[]`` when the table does not exist)."""
+    from sqlalchemy import inspect, text
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return []
+            return [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    finally:
+        engine.dispose()
+
+
+def set_version(url: str, revision: str) -> str:
+    """Put the database at ``revision`` directly, as another replica's migration would; return ``url``."""
+    from sqlalchemy import inspect, text
+
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+            conn.execute(text("DELETE FROM alembic_version"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": revision})
+    finally:
+        engine.dispose()
+    return url
+
+
+def at_head(url: str) -> str:
+    """Mark the database at ``url`` as migrated to :data:`HEAD`; return ``url``.
+
+    Tests of anything but migrations start the roles on such a database: on an empty one every
+    role except an upgrading API waits for the schema."""
+    return set_version(url, HEAD)
+
+
+def uv_env(path: str | None = None) -> dict[str, str]:
+    """``PATH`` with the stand-in ``uv`` first (before ``path``, default this process's PATH),
+    ``STANDIN_UV_PYTHON``: this interpreter, which has SQLAlchemy and the drivers, and ``STANDIN_UV``:
+    the stand-in scripts run that one even when a pyenv shim put a real uv ahead on their PATH."""
+    rest = os.environ.get("PATH", "") if path is None else path
+    return {
+        "PATH": f"{UV_DIR}{os.pathsep}{rest}",
+        "STANDIN_UV_PYTHON": sys.executable,
+        "STANDIN_UV": str(UV_DIR / "uv"),
+    }
 
 
 def standin_env(record: Path | str, **options: object) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -211,6 +212,79 @@ def _announce_ready(role: str) -> None:
         say(f"{role} umask {mask:03o}")
 
 
+def burn_cpu(seconds: float) -> None:
+    """Busy-loop until this process has used ``seconds`` of CPU time (not wall time): like the real
+    app start, it takes longer when other processes compete for the cores."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def _bad_exit(script: str, line: int, code: int) -> None:
+    """What the real scripts' ERR trap prints before ``exit code`` (bash ``errexit``)."""
+    say(f"Exited with BAD EXIT CODE '{code}' in ./{script} script at line: {line}.", err=True)
+    record(_state["role"], "exit", reason="bad_exit_code", exit_code=code)
+    _exit(code)
+
+
+def _uv(script: str, line: int, args: list[str], *, capture: bool = False) -> tuple[int, str]:
+    """``uv ARGS`` found on PATH, as the real scripts run it (stdin, stderr inherited).
+
+    ``STANDIN_UV`` wins when set: run through a pyenv shim, ``python3`` gets pyenv's own bin folder
+    (which may hold a real uv) put first on PATH, ahead of the stand-in's."""
+    uv = os.environ.get("STANDIN_UV") or shutil.which("uv")
+    if uv is None:
+        say(f"./{script}: line {line}: uv: command not found", err=True)
+        return 127, ""
+    done = subprocess.run([uv, *args], stdout=subprocess.PIPE if capture else None, text=True, check=False)
+    return done.returncode, done.stdout or ""
+
+
+def _first_words(text: str) -> str:
+    """``| awk '{print $1}'`` inside ``$(...)``."""
+    return "\n".join(line.split()[0] if line.split() else "" for line in text.splitlines()).rstrip("\n")
+
+
+def _migrations(role: str, script: str) -> None:
+    """``STANDIN_MIGRATIONS=true``: what the real scripts do about the schema before they boot.
+
+    API: ``flask db downgrade`` / ``flask db upgrade`` through ``uv run`` when
+    ``SPIFFWORKFLOW_BACKEND_DOWNGRADE_DB`` / ``..._UPGRADE_DB`` is ``true`` (a failure ends the
+    script with its code, as errexit does). Background and worker: bin/wait_for_db_schema_migrations,
+    i.e. ``flask db current`` and ``flask db heads`` (two app starts) every 2 s until they agree."""
+    if role == "api":
+        for var, line, command, text in (
+            ("SPIFFWORKFLOW_BACKEND_DOWNGRADE_DB", 30, "downgrade", "Downgrading database..."),
+            ("SPIFFWORKFLOW_BACKEND_UPGRADE_DB", 35, "upgrade", "Upgrading database..."),
+        ):
+            if os.environ.get(var) == "true":
+                say(text)
+                code, _ = _uv(script, line, ["run", "flask", "db", command])
+                if code:
+                    _bad_exit(script, line, code)
+        return
+    wait_script = "bin/wait_for_db_schema_migrations"
+    poll = _float("SCHEMA_POLL", 2.0) or 0.0
+    while True:
+        code, current = _uv(wait_script, 11, ["run", "flask", "db", "current"], capture=True)
+        if not code:
+            code, head = _uv(wait_script, 12, ["run", "flask", "db", "heads"], capture=True)
+        if code:
+            # The helper script's trap fires, then the calling script's.
+            say(f"Exited with BAD EXIT CODE '{code}' in {BACKEND_ROOT}/{wait_script} script at line: 11.", err=True)
+            _bad_exit(script, 14, code)
+        current, head = _first_words(current), _first_words(head)
+        record(role, "schema", current=current, head=head)
+        if current == head:
+            say("DB migrations are complete.")
+            return
+        say("Waiting for db migrations to finish")
+        # The real script prints the two values under each other's label; so does the stand-in.
+        say(f"current revision: {head}")
+        say(f"head revision: {current}")
+        time.sleep(poll)
+
+
 def main(role: str, script: str) -> None:
     _state["role"] = role
     _install_signals(role)
@@ -221,6 +295,9 @@ def main(role: str, script: str) -> None:
         say(f"error: Failed to spawn: `./{script}`: cwd {os.getcwd()} is not the backend root {BACKEND_ROOT}", err=True)
         record(role, "error", reason="cwd", exit_code=2)
         _exit(2)
+    if _flag("MIGRATIONS") == "true":
+        # Before the other checks, as in the real API script (the upgrade comes first there).
+        _migrations(role, script)
     if role == "api":
         if not os.environ.get("SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR"):
             _bash_like_error(
@@ -249,6 +326,8 @@ def main(role: str, script: str) -> None:
     if _flag("SPAWN_CHILD") == "true":
         _spawn_child(role)
 
+    # The CPU the real role spends before it is ready (API: caches + gunicorn booting the app).
+    burn_cpu(_float("BOOT_CPU", 0.0) or 0.0)
     delay = _float("STARTUP_DELAY", 0.0) or 0.0
     if delay:
         time.sleep(delay)

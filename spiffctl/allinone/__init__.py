@@ -1,0 +1,1 @@
+"""``spiffctl run --role all``: every role on one box under supervisord, run as PID 1."""

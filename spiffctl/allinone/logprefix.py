@@ -1,0 +1,90 @@
+"""Role-prefixed output: ``api | <line>`` for every line a role writes, on the same stream.
+
+Why inside supervisord rather than a prefixing wrapper process per role: supervisord already
+reads every program's stdout and stderr through pipes (it always does), so the prefix costs no
+process, no extra pipe hop and no memory beyond a partial line per stream. A wrapper would cost
+one Python interpreter per role (about 10 MB each, against the 60 MB budget for supervision),
+and it would sit between supervisord and the role: it would have to forward signals, turn a
+signal death into an exit code and survive the process-group kill long enough to report it.
+supervisord hands the chunks it reads to in-process subscribers as ``ProcessLog`` events
+(``stdout_events_enabled``), synchronously and without the bounded buffer that out-of-process
+event listeners have, so no line is ever dropped. Chunks do not respect line boundaries; the
+incomplete tail of each stream is kept until its newline (or the role's exit) arrives.
+"""
+
+from __future__ import annotations
+
+import os
+
+from spiffctl.redact import Redactor
+
+# A role that never writes a newline must not grow our memory without bound.
+MAX_PARTIAL = 64 * 1024
+SEPARATOR = b" | "
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            # stdout may be non-blocking if the container runtime made it so: wait for it.
+            import select
+
+            select.select([], [fd], [], 1.0)
+            continue
+        except OSError:
+            return  # stdout closed (reader gone): losing log lines beats stopping supervision
+        view = view[written:]
+
+
+class LinePrefixer:
+    """Splits chunks into lines and writes each line, scrubbed of secrets, with its role's prefix
+    to fd 1 or 2.
+
+    Lines are scrubbed whole, before the prefix: a secret is never split by a chunk boundary,
+    because only complete lines are written. A line longer than :data:`MAX_PARTIAL` is written in
+    pieces, and the last ``longest secret - 1`` bytes of each piece are held back, so a secret
+    that straddles the cut is still in one piece when it is scrubbed.
+    """
+
+    def __init__(self, fds: dict[str, int] | None = None, scrub: Redactor | None = None) -> None:
+        self.fds = fds if fds is not None else {"stdout": 1, "stderr": 2}
+        self.scrub = scrub
+        self.partial: dict[tuple[str, str], bytes] = {}
+
+    def feed(self, role: str, channel: str, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8", "replace")
+        if not data:
+            return
+        key = (role, channel)
+        buffered = self.partial.pop(key, b"") + data
+        complete, newline, tail = buffered.rpartition(b"\n")
+        if not newline:
+            complete, tail = b"", buffered
+        text = self._clean(complete) if newline else b""
+        if len(tail) > MAX_PARTIAL:
+            tail = self._clean(tail)
+            keep = max(self.scrub.longest - 1, 0) if self.scrub else 0
+            cut = len(tail) - keep
+            text = (text + b"\n" if newline else b"") + tail[:cut]
+            newline, tail = b"\n", tail[cut:]
+        if tail:
+            self.partial[key] = tail
+        if newline:
+            prefix = role.encode() + SEPARATOR
+            write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
+
+    def flush(self, role: str) -> None:
+        """The role ended: write what is left of its lines (no newline came)."""
+        for channel in ("stdout", "stderr"):
+            tail = self.partial.pop((role, channel), b"")
+            if tail:
+                write_all(self.fds.get(channel, 1), role.encode() + SEPARATOR + self._clean(tail) + b"\n")
+
+    def _clean(self, data: bytes) -> bytes:
+        return self.scrub.scrub_bytes(data) if self.scrub else data

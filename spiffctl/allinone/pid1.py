@@ -1,0 +1,104 @@
+"""``python -m spiffctl.allinone.pid1 CONF``: supervisord in this very process, then the run's exit code.
+
+``spiffctl run --role all`` execs this module, so supervisord keeps spiffctl's PID (PID 1 in a
+container) and runs in the foreground, where the container engine's signals reach it. Three choices and why:
+
+* **supervisord in-process, not ``exec supervisord``.** supervisord exits 0 on every shutdown,
+  including the one our fail-fast listener triggers. Running its ``main()`` here lets us return
+  the code the listener recorded (:data:`spiffctl.allinone.listener.OUTCOME`) when it returns. The other
+  way to carry the code out, a thin spiffctl parent above supervisord, costs a second resident
+  interpreter (~10 MB of the 60 MB budget) and a signal-forwarding layer; here there is one
+  process for all supervision.
+* **A fresh interpreter (exec), not supervisord inside the spiffctl process that checked the
+  configuration.** That process holds typer, the database and broker drivers and their
+  connections; this module imports supervisor and a few stdlib modules only.
+* **PID 1 duties.** supervisord handles SIGTERM/SIGINT/SIGQUIT (stop everything), SIGHUP
+  (reload) and SIGCHLD, and its main loop reaps *every* child with ``waitpid(-1)``, including
+  orphans reparented to it ("reaped unknown pid"). When not PID 1 we become a child subreaper so
+  orphans of the roles still come to us rather than to the host's init. After supervisord
+  returns, whatever is left of our descendants (a double-forked daemon outside the roles'
+  process groups) is killed and reaped, as the kernel would when PID 1 exits, so a run never
+  leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+from spiffctl import prctl, procfs
+from spiffctl.allinone import listener
+from spiffctl.errors import SOFTWARE
+
+LEFTOVER_WAIT = 1.0
+
+
+def _early(signum: int, frame: FrameType | None) -> None:
+    listener.EARLY_SIGNAL.append(signum)
+
+
+def become_subreaper() -> None:
+    if os.getpid() == 1:
+        return
+    prctl.become_subreaper()
+
+
+def reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def kill_leftovers() -> None:
+    deadline = time.monotonic() + LEFTOVER_WAIT
+    killed = 0
+    while True:
+        reap()
+        alive = procfs.children()
+        if not alive or time.monotonic() > deadline:
+            break
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    if killed:
+        listener.say(f"killed {killed} leftover process{'es' if killed != 1 else ''} the roles left behind")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m spiffctl.allinone.pid1 CONF (run by `spiffctl run --role all`)", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _early)
+    become_subreaper()
+    # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
+    # through each program's umask= line.
+    os.umask(0o077)
+    from supervisor import supervisord
+
+    try:
+        supervisord.main(args=["-c", argv[1]])
+    except SystemExit as e:
+        # supervisord's own usage errors (it already printed the reason).
+        if e.code not in (0, None):
+            listener.say(f"supervisord refused {argv[1]} (exit {e.code})")
+            kill_leftovers()
+            return SOFTWARE
+    signal.setitimer(signal.ITIMER_REAL, 0)  # the listener's stop tick
+    kill_leftovers()
+    return listener.OUTCOME.code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

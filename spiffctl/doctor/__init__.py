@@ -1,0 +1,1 @@
+"""``spiffctl doctor``: the engine (:mod:`.engine`) and the checks it runs (:mod:`.checks`)."""

@@ -1,0 +1,246 @@
+"""``spiffctl doctor``'s engine: the check model, the time-bounded concurrent runner, the renderers.
+
+The checks themselves live in :mod:`spiffctl.doctor.checks`, one small function each, listed in
+:data:`spiffctl.doctor.checks.CHECKS`.
+
+The time bound is a promise to the operator (and CI): doctor answers within ``--timeout`` plus a
+fraction of a second even when every dependency swallows packets. Drivers do not all keep their
+own timeouts (libpq rounds ``connect_timeout`` up to 2 s; a server that accepts and never answers
+can hold a read for longer than asked), so every check runs in a daemon thread against one global
+deadline (:mod:`spiffctl.bounded`). Checks still running at the deadline are reported as failed,
+and the caller leaves without joining threads that may never return.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from spiffctl import bounded
+from spiffctl.probes import one_line
+from spiffctl.redact import Redactor
+from spiffctl.roles import Need, Role
+from spiffctl.settings import Settings
+
+Status = Literal["ok", "warn", "fail", "skip"]
+# Time kept back from the deadline for rendering, flushing and leaving.
+EXIT_MARGIN = 0.12
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the report. ``hint`` is the concrete fix; empty when the check is ok."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+    elapsed_ms: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        # Key order is part of the stable document.
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "hint": self.hint,
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+
+def ok(name: str, detail: str) -> Result:
+    return Result(name, "ok", detail)
+
+
+def warn(name: str, detail: str, hint: str) -> Result:
+    return Result(name, "warn", detail, hint)
+
+
+def fail(name: str, detail: str, hint: str) -> Result:
+    return Result(name, "fail", detail, hint)
+
+
+def skip(name: str, detail: str) -> Result:
+    return Result(name, "skip", detail)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every check may read. ``deadline`` is on the monotonic clock."""
+
+    settings: Settings
+    role: str  # a role name or "all"
+    roles: tuple[Role, ...]
+    timeout: float
+    deadline: float
+
+    @property
+    def needs(self) -> set[Need]:
+        return {need for role in self.roles for need in role.needs}
+
+    def budget(self) -> float:
+        """The timeout to hand a driver now: what is left before the deadline (drivers may overrun it)."""
+        return max(0.1, self.deadline - time.monotonic() - 0.05)
+
+
+CheckFn = Callable[[Context], "Result | Sequence[Result]"]
+
+
+def always(ctx: Context) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A check: its (primary) name, the function, and when it applies.
+
+    ``on_timeout`` is the status reported when the function has not returned by the deadline:
+    ``warn`` for checks that can only ever warn (the connector proxy).
+    """
+
+    name: str
+    run: CheckFn
+    wanted: Callable[[Context], bool] = always
+    on_timeout: Status = "fail"
+    # What the check talks to, for the "no answer" row (the check itself never returned to say).
+    where: Callable[[Context], str] | None = None
+
+
+@dataclass
+class Report:
+    role: str
+    results: list[Result] = field(default_factory=list)
+    unfinished: int = 0  # threads still running: the caller must not wait for them
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status == "fail" for r in self.results)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+def run_checks(specs: Iterable[Spec], ctx: Context, redactor: Redactor) -> Report:
+    """Run every wanted check concurrently; return by ``ctx.deadline`` whatever happened."""
+    wanted = [s for s in specs if s.wanted(ctx)]
+    started = time.monotonic()
+
+    def task(spec: Spec) -> Callable[[], list[Result]]:
+        def run() -> list[Result]:
+            t0 = time.monotonic()
+            try:
+                out = spec.run(ctx)
+                rows = [out] if isinstance(out, Result) else list(out)
+            except Exception as e:  # a check bug must become a row, not a traceback
+                rows = [fail(spec.name, f"internal error: {type(e).__name__}: {e}", "report this as a spiffctl bug")]
+            ms = round((time.monotonic() - t0) * 1000)
+            return [replace(r, elapsed_ms=r.elapsed_ms or ms) for r in rows]
+
+        return run
+
+    slots, unfinished = bounded.race([task(s) for s in wanted], ctx.deadline, name="doctor")
+    report = Report(ctx.role, unfinished=unfinished)
+    waited = round((time.monotonic() - started) * 1000)
+    for spec, rows in zip(wanted, slots, strict=True):
+        if rows is None:
+            silent = f"no answer within {_secs(ctx.timeout)} s"
+            where = _where(spec, ctx)
+            rows = [
+                Result(
+                    spec.name,
+                    spec.on_timeout,
+                    f"{where}: {silent}" if where else silent,
+                    "check that it is reachable from here (firewall, DNS, a server that accepts but never "
+                    "answers), or raise --timeout",
+                    waited,
+                )
+            ]
+        report.results.extend(_clean(r, redactor) for r in rows)
+    return report
+
+
+def _where(spec: Spec, ctx: Context) -> str:
+    try:
+        return spec.where(ctx) if spec.where else ""
+    except Exception:
+        return ""
+
+
+def _clean(r: Result, redactor: Redactor) -> Result:
+    """Every word that leaves doctor goes through the redactor, so no check can forget to."""
+    return replace(r, detail=one_line(redactor(r.detail), 400), hint=one_line(redactor(r.hint), 400))
+
+
+def _secs(value: float) -> str:
+    return f"{value:g}"
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(
+        # ASCII escapes: one valid document whatever the terminal's or pipe's encoding.
+        {"ok": report.ok, "role": report.role, "checks": [r.as_json() for r in report.results]}
+    )
+
+
+_MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
+_ASCII_MARKS = {"ok": "ok", "warn": "!", "fail": "X", "skip": "-"}
+
+
+def marks(encoding: str | None) -> dict[str, str]:
+    """✓ ! ✗ where the terminal can print them; ASCII otherwise (a C locale without UTF-8)."""
+    try:
+        "".join(_MARKS.values()).encode(encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return _ASCII_MARKS
+    return _MARKS
+
+
+def to_text(report: Report, *, encoding: str | None = None, header: str = "") -> str:
+    m = marks(encoding)
+    width = max((len(kind(r.name)) for r in report.results), default=10)
+    lines = [header, ""] if header else []
+    for r in report.results:
+        lines.append(f"  {m[r.status]:<2} {kind(r.name):<{width}}  {r.detail}")
+    problems = sorted(
+        (r for r in report.results if r.status in ("fail", "warn")),
+        key=lambda r: 0 if r.status == "fail" else 1,  # failures first; stable within a status
+    )
+    if problems:
+        lines += ["", "To fix, failures first:"]
+        for r in problems:
+            lines.append(f"  {m[r.status]:<2} {kind(r.name)}: {r.detail}")
+            if r.hint:
+                lines.append(f"     fix: {r.hint}")
+    lines += ["", verdict(report)]
+    return "\n".join(lines) + "\n"
+
+
+def kind(name: str) -> str:
+    """``configuration: VAR`` -> ``configuration``: the table names the check; the detail names the variable."""
+    return name.split(": ", 1)[0]
+
+
+def verdict(report: Report) -> str:
+    counts = ", ".join(f"{report.count(s)} {label}" for s, label in _LABELS if report.count(s))
+    if not report.ok:
+        return f"FAIL: {counts} (role {report.role})"
+    if report.count("warn"):
+        return f"OK with warnings: {counts} (role {report.role})"
+    return f"OK: {counts} (role {report.role})"
+
+
+_LABELS: tuple[tuple[Status, str], ...] = (("fail", "failed"), ("warn", "warned"), ("ok", "ok"), ("skip", "skipped"))
+
+
+def write(text: str) -> None:
+    # A detail may carry non-ASCII (a path, a driver message, "…"); never crash on a C locale.
+    encoding = sys.stdout.encoding or "utf-8"
+    sys.stdout.write(text.encode(encoding, "replace").decode(encoding))
+    sys.stdout.flush()

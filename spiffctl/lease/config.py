@@ -1,0 +1,120 @@
+"""Where the Background lease lives and how long it lasts: ``SPIFFCTL_LOCK*`` variables.
+
+* ``SPIFFCTL_LOCK``: ``on`` (default) or ``off``. Off runs the Background without a lease, which
+  is only safe when exactly one Background replica exists; spiffctl warns.
+* ``SPIFFCTL_LOCK_URL``: a ``redis://`` or ``rediss://`` URL. Default: the Celery broker URL when
+  it is Redis (set explicitly, or the backend's default ``redis://localhost`` with Celery on).
+* ``SPIFFCTL_LOCK_KEY``: default derived from the database identity (kind, host, port, name; never
+  the password), so two installations sharing one Redis never block each other.
+* ``SPIFFCTL_LOCK_TTL``: seconds, default 15 (client-go's lease duration), 3 to 600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from spiffctl import numbers, urls
+from spiffctl.errors import ConfigError
+from spiffctl.redact import quote, redact_url
+from spiffctl.roles import Need
+from spiffctl.settings import BROKER_URL, DEFAULT_BROKER, Settings
+
+LOCK = "SPIFFCTL_LOCK"
+LOCK_URL = "SPIFFCTL_LOCK_URL"
+LOCK_KEY = "SPIFFCTL_LOCK_KEY"
+LOCK_TTL = "SPIFFCTL_LOCK_TTL"
+# Internal: set by `run --role all` on the Background program after it has said, once, why that
+# program runs without a lease; the role itself then does not say it again.
+LOCK_OFF_EXPLAINED = "SPIFFCTL_LOCK_OFF_EXPLAINED"
+
+DEFAULT_TTL = 15.0
+MIN_TTL = 3.0  # renewals every TTL/3 need at least a second of slack each
+MAX_TTL = 600.0
+KEY_PREFIX = "spiffctl:background:"
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    enabled: bool
+    url: str | None  # secret-bearing; show redact_url(url)
+    key: str
+    ttl: float
+    source: str  # the variable the URL came from
+
+    @property
+    def display(self) -> str:
+        return redact_url(self.url) if self.url else "(none)"
+
+
+def lock_config(settings: Settings) -> LockConfig:
+    """The lease configuration; raises :class:`ConfigError` for values that cannot work.
+
+    A missing Redis is *not* raised here (``url`` is ``None``): callers decide whether that is
+    fatal (``run --role background``) or a warning (all-in-one on one box, doctor).
+    """
+    env = settings.env
+    mode = (env.get(LOCK) or "on").strip().lower()
+    if mode not in ("on", "off"):
+        raise ConfigError(f"{LOCK}: {env.get(LOCK)!r} is not on or off; set {LOCK}=off to run without a lease")
+    url, source = _url(settings)
+    if url is not None:
+        _check_redis_url(url, source)
+    key = env.get(LOCK_KEY) or default_key(settings)
+    return LockConfig(enabled=mode == "on", url=url, key=key, ttl=_ttl(env.get(LOCK_TTL)), source=source)
+
+
+def default_key(settings: Settings) -> str:
+    db = settings.endpoint(Need.DATABASE)
+    if db is None:
+        identity = "no-database"
+    elif db.kind == "sqlite":
+        # Not the hostname: every container has its own, so two replicas sharing one SQLite file
+        # would get two keys and two schedulers. Two unrelated SQLite installs on one Redis with
+        # the same path wait on each other instead, visibly (standby names the holder).
+        identity = f"sqlite:{db.url.split('://', 1)[1]}"
+    else:
+        parts = db.parts
+        identity = f"{db.kind}:{parts.host}:{parts.port}:{parts.path.strip('/')}"
+    return KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _url(settings: Settings) -> tuple[str | None, str]:
+    env = settings.env
+    if env.get(LOCK_URL):
+        return env[LOCK_URL], LOCK_URL
+    broker = env.get(BROKER_URL) or (DEFAULT_BROKER if settings.celery_enabled else "")
+    if broker.split("://", 1)[0].lower() in ("redis", "rediss"):
+        return broker, BROKER_URL
+    return None, LOCK_URL
+
+
+def no_redis(settings: Settings) -> str:
+    """Why there is no Redis for the lease, in the operator's terms (when :func:`lock_config` found none)."""
+    broker = settings.env.get(BROKER_URL)
+    if broker:
+        return f"{LOCK_URL} is not set and the Celery broker ({BROKER_URL}) is not Redis"
+    return f"{LOCK_URL} is not set and Celery is off, so there is no Redis broker to share"
+
+
+# Not written as a URL: a hint with "://...@" in it would be masked like a real one.
+FORM = "write it as redis:// (or rediss://) then [:password@]host:port/db"
+
+
+def _check_redis_url(url: str, source: str) -> None:
+    shown = quote(url)
+    if urls.scheme_of(url).lower() not in ("redis", "rediss"):
+        raise ConfigError(f"{source}: {shown} is not a redis:// or rediss:// URL; the lease needs Redis")
+    try:
+        parts = urls.parse(url, "standard")
+    except urls.URLError as e:
+        raise ConfigError(f"{source}: {shown} is malformed: {e}; {FORM}") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(f"{source}: {shown} is malformed: its database {quote(db)} is not a number; {FORM}")
+    if not parts.host and not parts.path.startswith("/"):
+        raise ConfigError(f"{source}: {shown} has no host; {FORM}")
+
+
+def _ttl(value: str | None) -> float:
+    return numbers.parse(value, name=LOCK_TTL, low=MIN_TTL, high=MAX_TTL, default=DEFAULT_TTL)

@@ -1,0 +1,340 @@
+"""The lease in Redis: a :class:`~spiffctl.lease.store.Store` (acquire, renew, release). Nothing else.
+
+Keys (``K`` is ``SPIFFCTL_LOCK_KEY``; all in one Redis database, no cluster hash tags needed
+because a Background lease never spans shards):
+
+* ``K``            the lease itself: value = token, expiry = TTL. Present means "someone holds it".
+* ``K:holder``     hash describing the most recent acquisition: token, host, pid, since (wall
+                   seconds), epoch, run_id. No expiry: it must outlive the lease so the *next*
+                   holder can tell how the previous lease ended.
+* ``K:epoch``      counter, ``INCR`` once per acquisition; the child sees it as
+                   ``SPIFFCTL_LEASE_EPOCH``. It restarts at 1 if Redis loses its data.
+* ``K:released``   tombstone written by a clean release: value = the released epoch, short expiry.
+
+Time: :func:`spiffctl.lease.timing.local_deadline` of a clock read *before* the request is sent.
+
+Knowing the previous lease ended. The key can vanish while its holder still runs its child: Redis
+restarted without persistence, or failed over to a replica that never saw the key. A new holder
+starts its child at once only with proof that the previous lease ended:
+
+* a tombstone for the previous epoch (its holder released it after its child had exited); or
+* the previous acquisition was recorded by *this same Redis process* (same ``run_id``, read on the
+  same connection as the acquire, which a restart would have broken): the key then disappeared
+  by expiry, which only happens after the old holder's local validity ended.
+
+Otherwise (no record at all, or a record from another ``run_id``) the grant says it is not proven
+and the runner keeps renewing but waits one TTL before starting its child: by then any holder that
+had the key has passed its own local deadline and fenced its child.
+
+Eviction. A Redis with an evicting ``maxmemory-policy`` may drop the key under memory pressure
+(``volatile-*`` policies especially, because the key has a TTL), which breaks every guarantee
+above; :meth:`RedisStore.refusal` says so, and the runner refuses to run.
+
+Errors. redis-py's and the socket's failures become :class:`~spiffctl.lease.store.StoreOutage` or
+:class:`~spiffctl.lease.store.StoreRefusal` as :func:`spiffctl.probes.redis.failure` reads them;
+anything else (a ``TypeError``, an error reply from a wrong script) propagates: it is a bug.
+
+Limits: a Redis restored from an *older* snapshot can resurrect an old tombstone or record; the
+run_id changes on restart, so only the tombstone path is affected, and the tombstone's short
+expiry keeps that window small. A proxy in front of Redis (twemproxy, envoy) hides restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from spiffctl.lease import clock
+from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.timing import local_deadline
+from spiffctl.probes import Status
+from spiffctl.probes import redis as probe
+from spiffctl.redact import redact_url
+
+if TYPE_CHECKING:
+    import redis
+
+EVICTING_PREFIXES = ("allkeys-", "volatile-")
+
+Clock = Callable[[], float]
+
+
+def tombstone_ttl(ttl: float) -> float:
+    """How long a clean release stays provable: long enough for any standby to poll it."""
+    return max(30.0, 4 * ttl)
+
+
+# KEYS[1] lease, KEYS[2] holder record, KEYS[3] epoch counter, KEYS[4] tombstone
+# ARGV[1] token, ARGV[2] ttl ms, ARGV[3] host, ARGV[4] pid, ARGV[5] since, ARGV[6] run_id
+# Not acquired: {0, current token, pttl ms, holder token, host, pid, since, epoch}
+# Acquired:     {1, new epoch, previous epoch, previous run_id, released epoch} ('' = none)
+# SET NX PX is the acquisition; the rest only records who holds it, atomically with it, and
+# reads the previous record before overwriting it so the caller can judge how that lease ended.
+LUA_ACQUIRE = """
+if not redis.call('set', KEYS[1], ARGV[1], 'nx', 'px', ARGV[2]) then
+    local h = redis.call('hmget', KEYS[2], 'token', 'host', 'pid', 'since', 'epoch')
+    return {0, redis.call('get', KEYS[1]) or '', redis.call('pttl', KEYS[1]),
+            h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or ''}
+end
+local prev = redis.call('hmget', KEYS[2], 'epoch', 'run_id')
+local released = redis.call('get', KEYS[4]) or ''
+local epoch = redis.call('incr', KEYS[3])
+redis.call('del', KEYS[2], KEYS[4])
+redis.call('hset', KEYS[2], 'token', ARGV[1], 'host', ARGV[3], 'pid', ARGV[4], 'since', ARGV[5],
+           'epoch', epoch, 'run_id', ARGV[6])
+return {1, epoch, prev[1] or '', prev[2] or '', released}
+"""
+
+# KEYS[1] lease, KEYS[2] holder record; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] run_id
+# 1: renewed. 0: the key is gone. -1: someone else holds it (our key had expired).
+# PEXPIRE resets the full TTL (it does not add to what is left), as redis-py's reacquire does.
+# The run_id stamp keeps the record naming the Redis process that last saw the lease alive.
+LUA_RENEW = """
+local token = redis.call('get', KEYS[1])
+if not token then
+    return 0
+end
+if token ~= ARGV[1] then
+    return -1
+end
+redis.call('pexpire', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' and redis.call('hget', KEYS[2], 'token') == ARGV[1] then
+    redis.call('hset', KEYS[2], 'run_id', ARGV[3])
+end
+return 1
+"""
+
+# KEYS[1] lease, KEYS[2] tombstone; ARGV[1] token, ARGV[2] epoch, ARGV[3] tombstone ttl ms
+# 1: released (and the tombstone proves it). 0: not ours any more; nothing touched.
+LUA_RELEASE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+redis.call('del', KEYS[1])
+redis.call('set', KEYS[2], ARGV[2], 'px', ARGV[3])
+return 1
+"""
+
+
+def new_token(host: str, pid: int) -> str:
+    """Random (so a restarted pid never matches) + host + pid (so a reader can tell who holds it)."""
+    return f"{secrets.token_hex(8)}:{host}:{pid}"
+
+
+def _holder_from_token(token: str, ttl_left: float) -> Holder:
+    _, _, rest = token.partition(":")
+    host, _, pid = rest.rpartition(":")
+    return Holder(host=host or "?", pid=int(pid) if pid.isdigit() else 0, since=None, epoch=0, ttl_left=ttl_left)
+
+
+def _holder(token: str, pttl: int, host: str, pid: str, since: str, epoch: str, record_token: str) -> Holder:
+    ttl_left = max(pttl, 0) / 1000
+    if record_token != token:
+        # The record belongs to someone else (data restored from a snapshot, hand edits): trust
+        # only the token, which is the lease itself.
+        return _holder_from_token(token, ttl_left)
+    return Holder(
+        host=host,
+        pid=int(pid) if pid.isdigit() else 0,
+        since=float(since) if since else None,
+        epoch=int(epoch) if epoch.isdigit() else 0,
+        ttl_left=ttl_left,
+    )
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """redis-py's and the socket's failures as the store's; anything else propagates: a bug."""
+    try:
+        yield
+    except Exception as e:
+        outcome = probe.failure(e)
+        if outcome is None:
+            raise
+        if outcome.status is Status.PERMANENT:
+            raise StoreRefusal(outcome.detail) from e
+        raise StoreOutage(outcome.detail) from e
+
+
+class RedisStore:
+    """One process's claim on ``key`` in one Redis database. Not thread-safe; one runner drives it."""
+
+    kind = "Redis"
+
+    def __init__(
+        self,
+        conn: redis.Redis,
+        key: str,
+        ttl: float,
+        *,
+        where: str = "Redis",
+        host: str | None = None,
+        pid: int | None = None,
+        now: Clock = clock.now,
+    ) -> None:
+        self.conn = conn
+        self.key = key
+        self.ttl = ttl
+        self.where = where
+        self.host = host or socket.gethostname()
+        self.pid = pid or os.getpid()
+        self.token = new_token(self.host, self.pid)
+        self.now = now
+        self.epoch = 0
+        self._run_id = ""  # the Redis process that served our last command
+        self._acquire = conn.register_script(LUA_ACQUIRE)
+        self._renew = conn.register_script(LUA_RENEW)
+        self._release = conn.register_script(LUA_RELEASE)
+
+    @classmethod
+    def from_url(
+        cls, url: str, key: str, ttl: float, *, timeout: float, host: str | None = None, pid: int | None = None
+    ) -> RedisStore:
+        """A store on ``url`` whose every call gives up after ``timeout`` (no retries)."""
+        return cls(probe.client(url, timeout), key, ttl, where=f"Redis {redact_url(url)}", host=host, pid=pid)
+
+    @property
+    def keys(self) -> tuple[str, str, str, str]:
+        return (self.key, f"{self.key}:holder", f"{self.key}:epoch", f"{self.key}:released")
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.ttl * 1000)
+
+    def _with_run_id(self, script: Any, keys: list[str], args: list[Any]) -> tuple[Any, str]:
+        """Run ``script`` pipelined after ``INFO server`` on one connection.
+
+        Both replies come from the same Redis process (a restart closes the connection), so the
+        run_id returned is the one of the process that executed the script.
+        """
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.info("server")
+        script(keys=keys, args=args, client=pipe)
+        info, reply = pipe.execute()
+        return reply, str(info.get("run_id", ""))
+
+    def refusal(self) -> str | None:
+        """Why this Redis may evict the lease key, with the fix; ``None`` when it never evicts.
+
+        Reads ``INFO memory`` rather than ``CONFIG GET``, which managed Redis services often
+        disable. Any evicting policy is refused even with ``maxmemory 0``: both can change at runtime.
+        """
+        with _translated():
+            policy = str(self.conn.info("memory").get("maxmemory_policy", "noeviction"))
+        if not policy.startswith(EVICTING_PREFIXES):
+            return None
+        return (
+            f"Redis has maxmemory-policy {policy}, which can evict the lease key and let two Background "
+            "schedulers run; set maxmemory-policy noeviction on that Redis (CONFIG SET maxmemory-policy "
+            "noeviction, and in its config file) or point SPIFFCTL_LOCK_URL at a Redis that does not evict"
+        )
+
+    def try_acquire(self) -> Grant | Holder:
+        """Take the lease if it is free: a :class:`Grant`, or the current :class:`Holder`.
+
+        ``LUA_ACQUIRE`` records ``self._run_id`` as the Redis process that granted the lease; when
+        the process that served the acquire turns out to be another one (Redis restarted since our
+        last command), a renewal stamps the right run_id at once, or the next holder would wait a
+        TTL for nothing. If that renewal finds the key gone, Redis restarted again in between: an
+        outage, retried at the next poll.
+        """
+        with _translated():
+            if not self._run_id:
+                self._run_id = str(self.conn.info("server").get("run_id", ""))
+            self.token = new_token(self.host, self.pid)  # a fresh token per acquisition
+            t0 = self.now()
+            reply, run_id = self._with_run_id(
+                self._acquire,
+                list(self.keys),
+                [self.token, self.ttl_ms, self.host, self.pid, repr(time.time()), self._run_id],
+            )
+        if int(reply[0]) == 0:
+            token, pttl, record_token, host, pid, since, held_epoch = (str(x) for x in reply[1:])
+            self._run_id = run_id
+            return _holder(token, int(pttl), host, pid, since, held_epoch, record_token)
+        epoch, prev_epoch, prev_run_id, released = int(reply[1]), str(reply[2]), str(reply[3]), str(reply[4])
+        self.epoch = epoch
+        valid_until = local_deadline(t0, self.ttl)
+        if run_id != self._run_id:
+            self._run_id = run_id
+            stamped = self.renew()
+            if isinstance(stamped, LeaseLost):
+                raise StoreOutage(f"Redis restarted while the lease was being acquired ({stamped.reason})")
+            valid_until = stamped
+        proven, why = _judge(prev_epoch, prev_run_id, released, run_id)
+        return Grant(epoch=epoch, valid_until=valid_until, proven=proven, why=why)
+
+    def renew(self) -> float | LeaseLost:
+        """Reset the key's TTL (``LUA_RENEW``): the new local deadline, or why the lease is lost.
+
+        A reply from another Redis process than the last one (``run_id`` changed) while the key is
+        still ours means the key survived a restart (persistence, or a replica promoted with it):
+        a second renewal stamps the new run_id into the record.
+        """
+        while True:
+            with _translated():
+                t0 = self.now()
+                reply, run_id = self._with_run_id(
+                    self._renew, list(self.keys[:2]), [self.token, self.ttl_ms, self._run_id]
+                )
+                result = int(reply)
+                restarted = bool(self._run_id) and run_id != self._run_id
+                if result <= 0:
+                    self._run_id = run_id
+                if result == 0:
+                    return LeaseLost(
+                        "Redis restarted (new run_id) and the lease key vanished with its data"
+                        if restarted
+                        else "the lease key vanished from Redis (Redis restarted without persistence, failed "
+                        "over, or the key was deleted)"
+                    )
+                if result < 0:
+                    holder = self.current_holder()
+                    who = holder.describe() if holder else "another replica"
+                    cause = "Redis restarted (new run_id) and lost our key" if restarted else "our key expired in Redis"
+                    return LeaseLost(f"{cause}; the lease is now held by {who}")
+            if run_id == self._run_id:
+                return local_deadline(t0, self.ttl)
+            self._run_id = run_id
+
+    def release(self) -> bool:
+        """Delete the key and leave a tombstone (``LUA_RELEASE``), if it is still ours.
+
+        Call only once the child is gone: the tombstone tells the next holder it may start at once.
+        """
+        with _translated():
+            released = self._release(
+                keys=[self.key, self.keys[3]],
+                args=[self.token, self.epoch, int(tombstone_ttl(self.ttl) * 1000)],
+            )
+        return int(released) == 1
+
+    def current_holder(self) -> Holder | None:
+        with _translated():
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.get(self.key)
+            pipe.pttl(self.key)
+            pipe.hmget(f"{self.key}:holder", "token", "host", "pid", "since", "epoch")
+            token, pttl, record = pipe.execute()
+        if token is None:
+            return None
+        record_token, host, pid, since, epoch = (str(x or "") for x in record)
+        return _holder(str(token), int(pttl), host, pid, since, epoch, record_token)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _judge(prev_epoch: str, prev_run_id: str, released: str, run_id: str) -> tuple[bool, str]:
+    if not prev_epoch:
+        return False, "no record of a previous lease in this Redis (first use, or Redis lost its data)"
+    if released == prev_epoch:
+        return True, f"epoch {prev_epoch} was released cleanly"
+    if prev_run_id and prev_run_id == run_id:
+        return True, f"epoch {prev_epoch} expired in this same Redis process"
+    return False, f"epoch {prev_epoch} was recorded by an earlier Redis process (Redis restarted since)"

@@ -1,0 +1,228 @@
+"""The fence: a tiny process that is the Background script's parent and only enforces deadlines.
+
+It exists because the renewer (:mod:`spiffctl.lease.guard`) can be frozen (SIGSTOP, a stuck store
+call, a paused VM thread) or killed; the script must still die before the lease can expire.
+This process knows nothing about the store. It starts the script in a new session (so the script,
+``uv run`` and the python it spawns form one process group it can kill as a whole), then obeys the
+control pipe (:mod:`spiffctl.lease.messages`):
+
+* ``Fence(t)``  the script must be dead by ``t`` on :func:`spiffctl.lease.clock.now`
+  (``CLOCK_BOOTTIME``, shared by all processes on the host): SIGTERM to the group at
+  ``t - term_grace``, SIGKILL at ``t``. Each successful renewal sends a later ``t``.
+* ``Stop(g)``   stop now: SIGTERM to the group, SIGKILL after ``g`` seconds (never after ``t``).
+* end of file   the renewer died: behave as ``Stop(term_grace)``. So does a line that is not a
+  valid message: a confused renewer must never keep the script running.
+
+and reports ``Started(pid)`` (or ``Exited(0, fenced)`` without starting it when the deadline is
+already too close, or ``Failed(code, reason)`` when the script cannot be executed), then
+``Exited(code, how)`` once no process of the group is left, and exits with the script's code.
+
+It runs in a session of its own, so freezing or killing the renewer's process group (Ctrl-C,
+``kill -STOP -PGID``) never reaches it. It is a child subreaper, so grandchildren orphaned by
+``uv run`` are reparented to it and reaped rather than left as zombies in the group.
+
+Run as ``python -I -m spiffctl.lease.watchdog``: isolated mode ignores ``PYTHONPATH``, the user's
+site-packages and the working directory, which are meant for the script (it inherits our
+environment), and finds spiffctl where it is installed. It imports only the standard library and
+the stdlib-only :mod:`spiffctl.lease.clock` and :mod:`spiffctl.lease.messages`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from spiffctl import prctl
+from spiffctl.lease import messages
+from spiffctl.lease.clock import now
+from spiffctl.lease.messages import Exited, Failed, Fence, How, Started, Stop
+
+GROUP_GONE_WAIT = 2.0  # after SIGKILL, how long to wait for the group to be reaped
+# Wake up at least this often: select() sleeps on CLOCK_MONOTONIC, which stops while the host is
+# suspended, so after a resume a deadline on CLOCK_BOOTTIME is noticed within this time.
+MAX_SLEEP = 0.5
+
+
+def _killpg(pgid: int, sig: int) -> bool:
+    """Signal the group; False when no process of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a member changed uid; it still exists
+    return True
+
+
+def shell_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Watchdog:
+    def __init__(self, control: int, report: int, fence: float, term_grace: float) -> None:
+        self.control = control
+        self.report_fd = report
+        self.fence = fence
+        self.term_grace = term_grace
+        self.stop_at: float | None = None  # when a stop was requested
+        self.stop_grace = 0.0
+        self.termed = False
+        self.killed = False
+        self.how = How.OWN
+        self.reader = messages.Reader(messages.CONTROL)
+        self.pid = 0
+        self.code: int | None = None
+
+    def report(self, message: messages.Report) -> None:
+        try:
+            os.write(self.report_fd, messages.encode(message))
+        except OSError:
+            pass  # the renewer is gone; the fence does not depend on it
+
+    def term_at(self) -> float:
+        t = self.fence - self.term_grace
+        return min(t, self.stop_at) if self.stop_at is not None else t
+
+    def kill_at(self) -> float:
+        t = self.fence
+        return min(t, self.stop_at + self.stop_grace) if self.stop_at is not None else t
+
+    def request_stop(self, grace: float) -> None:
+        t = now()
+        if self.stop_at is None or t + grace < self.stop_at + self.stop_grace:
+            self.stop_at, self.stop_grace = t, grace
+
+    def read_control(self) -> None:
+        try:
+            data = os.read(self.control, 4096)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                return
+            data = b""
+        if not data:
+            os.close(self.control)
+            self.control = -1
+            self.request_stop(self.term_grace)
+            return
+        try:
+            received = self.reader.feed(data)
+        except messages.ProtocolError:
+            self.request_stop(self.term_grace)
+            return
+        for message in received:
+            if isinstance(message, Fence):
+                self.fence = message.until
+            elif isinstance(message, Stop):
+                self.request_stop(message.grace)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid and self.code is None:
+                self.code = shell_code(status)
+
+    def enforce(self) -> None:
+        t = now()
+        if not self.killed and t >= self.kill_at():
+            # Past the deadline SIGTERM is pointless: the lease may already be someone else's.
+            self._cause()
+            _killpg(self.pid, signal.SIGKILL)
+            self.killed = True
+        elif not self.termed and t >= self.term_at():
+            self._cause()
+            _killpg(self.pid, signal.SIGTERM)
+            self.termed = True
+
+    def _cause(self) -> None:
+        if self.how is How.OWN:
+            self.how = How.STOPPED if self.stop_at is not None else How.FENCED
+
+    def finish(self) -> int:
+        """The leader exited: make sure nothing of its group survives, then report."""
+        assert self.code is not None
+        if _killpg(self.pid, 0):
+            _killpg(self.pid, signal.SIGTERM)
+            end = min(now() + self.term_grace, self.fence)
+            while now() < end and _killpg(self.pid, 0):
+                self.reap()
+                time.sleep(0.02)
+            if _killpg(self.pid, signal.SIGKILL):
+                end = now() + GROUP_GONE_WAIT
+                while now() < end and _killpg(self.pid, 0):
+                    self.reap()
+                    time.sleep(0.01)
+        self.report(Exited(self.code, self.how))
+        return self.code
+
+    def run(self, argv: list[str], cwd: str) -> int:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        # Someone killing the fence means "stop the script", never "leave it running unfenced".
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop(self.term_grace))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        prctl.become_subreaper()
+        if now() >= self.fence - self.term_grace:
+            # We were delayed (frozen, overloaded) past the lease: starting now could overlap.
+            self.report(Exited(0, How.FENCED))
+            return 0
+        try:
+            child = subprocess.Popen(argv, cwd=cwd, start_new_session=True, close_fds=True)
+        except OSError as e:
+            code = 127 if e.errno == errno.ENOENT else 126
+            self.report(Failed(code, e.strerror or str(e)))
+            return code
+        self.pid = child.pid
+        self.report(Started(self.pid))
+        while True:
+            self.reap()
+            if self.code is not None:
+                return self.finish()
+            self.enforce()
+            t = now()
+            pending = [at for at, done in ((self.term_at(), self.termed), (self.kill_at(), self.killed)) if not done]
+            timeout = max(0.0, min([*pending, t + MAX_SLEEP]) - t)
+            fds = [wake_r] + ([self.control] if self.control >= 0 else [])
+            try:
+                ready, _, _ = select.select(fds, [], [], timeout)
+            except InterruptedError:
+                continue
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            if self.control in ready:
+                self.read_control()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spiffctl-watchdog")
+    parser.add_argument("--control", type=int, required=True)
+    parser.add_argument("--report", type=int, required=True)
+    parser.add_argument("--fence", type=float, required=True)
+    parser.add_argument("--term-grace", type=float, required=True)
+    parser.add_argument("--cwd", required=True)
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args(argv)
+    dog = Watchdog(args.control, args.report, args.fence, args.term_grace)
+    return dog.run(args.command, args.cwd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The database schema against this image's migration head: read cheaply, wait for it.
+
+The backend's scripts compare the schema with the head by starting the whole app twice
+(``flask db current``, ``flask db heads``: seconds of CPU each) every 2 s. spiffctl reads
+``alembic_version`` on one kept connection (a millisecond) and the head from the migration files
+(:mod:`spiffctl.migrations`), so the scripts' own loop passes at its first iteration.
+
+A revision this image's graph does not contain is neither behind nor at head: a newer version
+migrated the database (a rolling upgrade), and waiting would never end. That is said at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from spiffctl import bounded, migrations, numbers
+from spiffctl.errors import CONFIG, SpiffctlError, UnavailableError
+from spiffctl.probes import Status
+from spiffctl.probes.sql import RevisionError, read_revision
+from spiffctl.settings import Endpoint
+from spiffctl.wait import Say, describe
+
+# Between two reads while waiting: a replica starts within this of the schema reaching head.
+POLL = 0.25
+PROGRESS_EVERY = 5.0
+READ_TIMEOUT = 5.0
+TIMEOUT_VAR = "SPIFFCTL_MIGRATION_TIMEOUT"
+# Waiting costs one small query per POLL; giving up too early turns a long but healthy migration
+# into a restart loop. Thirty minutes covers data migrations on big databases; the progress lines
+# say who holds the lock all along, so a stuck migration is visible long before.
+DEFAULT_TIMEOUT = 1800.0
+
+
+def timeout(env: Mapping[str, str]) -> float:
+    """``SPIFFCTL_MIGRATION_TIMEOUT``: bounds the wait for the migration lock and for the schema."""
+    return numbers.parse(env.get(TIMEOUT_VAR), name=TIMEOUT_VAR, low=1, high=7 * 86400, default=DEFAULT_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    revision: str  # "" for an empty schema
+    head: str
+    behind: int  # migrations `flask db upgrade` would apply
+    known: bool  # the revision is in this image's migration graph
+
+    @property
+    def at_head(self) -> bool:
+        return self.revision == self.head
+
+    def describe(self) -> str:
+        if self.at_head:
+            return f"at head ({self.head})"
+        at = f"at {self.revision}" if self.revision else "empty"
+        left = f"{self.behind} migration{'s' if self.behind != 1 else ''} left"
+        return f"{at}, head {self.head}, {left}"
+
+
+def state_of(graph: migrations.Graph, revision: str) -> SchemaState:
+    known = not revision or revision in graph
+    return SchemaState(revision, graph.head, graph.behind(revision) if known else 0, known)
+
+
+def unknown_revision(state: SchemaState) -> SpiffctlError:
+    return SpiffctlError(
+        f"the database is at revision {state.revision}, which this image's migrations (head {state.head}) do not "
+        "contain: a newer version of the backend migrated it; run that version's image (waiting would never end)",
+        CONFIG,
+    )
+
+
+class Unreadable(Exception):
+    """The revision could not be read; ``permanent`` when retrying cannot help (permission denied)."""
+
+    def __init__(self, detail: str, permanent: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.permanent = permanent
+
+
+class RevisionReader:
+    """Reads ``alembic_version`` again and again on one connection, reconnecting after a failure."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.driver: ModuleType = importlib.import_module(f"spiffctl.probes.{endpoint.kind}")
+        self.conn: Any = None
+
+    def read(self) -> str:
+        """The revision, ``""`` for an empty schema; :class:`Unreadable` otherwise. Bounded."""
+        [result], _ = bounded.race([self._read], time.monotonic() + READ_TIMEOUT, name="revision")
+        if result is None:
+            self.conn = None  # stuck in its driver: abandon it
+            raise Unreadable(f"no answer within {READ_TIMEOUT:g} s", permanent=False)
+        if isinstance(result, Unreadable):
+            raise result
+        return result
+
+    def _read(self) -> str | Unreadable:
+        if self.endpoint.kind == "sqlite":
+            path = self.driver.path_of(self.endpoint)
+            if path is not None and not path.exists():
+                return ""  # the backend creates the file at its first start: nothing migrated yet
+        try:
+            if self.conn is None:
+                self.conn = self.driver.connect(self.endpoint, READ_TIMEOUT)
+                if self.endpoint.kind == "mysql":
+                    self.conn.autocommit(True)  # else REPEATABLE READ shows the first read forever
+            cur = self.conn.cursor()
+            try:
+                return read_revision(cur, self.driver.missing_table, getattr(self.driver, "hidden_table", None))
+            finally:
+                cur.close()
+                if self.endpoint.kind == "sqlite":
+                    self.close()  # a read-only handle per read: never keep the file open
+        except RevisionError as e:
+            return Unreadable(str(e), permanent=True)
+        except Exception as e:
+            self.close()
+            outcome = self.driver.classify(e)
+            return Unreadable(outcome.detail, permanent=outcome.status is Status.PERMANENT)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+
+def migration_holder(endpoint: Endpoint) -> str:
+    """Words for the progress line: who holds the migration lock, or that nobody does."""
+    from spiffctl import dblock
+
+    try:
+        lock = dblock.open_lock(endpoint, "migrate", READ_TIMEOUT)
+    except Exception:
+        return "the migration lock cannot be inspected"
+    try:
+        holder = lock.holder()
+    except Exception:
+        return "the migration lock cannot be inspected"
+    finally:
+        lock.close()
+    if holder:
+        return f"migration lock held by {holder}"
+    return "no replica holds the migration lock (an api replica with SPIFFWORKFLOW_BACKEND_UPGRADE_DB=true applies it)"
+
+
+def wait_for_head(
+    endpoint: Endpoint,
+    graph: migrations.Graph,
+    timeout: float,
+    *,
+    say: Say,
+    waiting: Callable[[str], None] = lambda _: None,
+) -> SchemaState:
+    """Return once the schema is at head; raise when it cannot get there or ``timeout`` passes.
+
+    ``waiting`` is told what we wait for (for ``spiffctl status``) at every progress line.
+    """
+    started = time.monotonic()
+    reader = RevisionReader(endpoint)
+    last_progress = 0.0
+    try:
+        while True:
+            try:
+                state: SchemaState | None = state_of(graph, reader.read())
+                problem = ""
+            except Unreadable as e:
+                if e.permanent:
+                    raise UnavailableError(
+                        f"cannot read the schema revision of the {describe(endpoint)}: {e.detail}; "
+                        f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
+                    ) from None
+                state, problem = None, e.detail
+            if state is not None and state.at_head:
+                return state
+            if state is not None and not state.known:
+                raise unknown_revision(state)
+            now = time.monotonic()
+            what = state.describe() if state is not None else f"cannot read the revision ({problem})"
+            if now - started >= timeout:
+                raise UnavailableError(
+                    f"the schema is not at head after {timeout:g} s: {what}; {migration_holder(endpoint)}; "
+                    f"raise {TIMEOUT_VAR} if a long migration is still running"
+                )
+            if now - last_progress >= PROGRESS_EVERY:
+                last_progress = now
+                line = f"waiting for the schema: {what}; {migration_holder(endpoint)} ({now - started:.0f} s)"
+                say(line)
+                waiting(f"the schema: {what}")
+            time.sleep(POLL)
+    finally:
+        reader.close()

@@ -1,0 +1,89 @@
+"""Refusals are permanent and outages transient, for every kind, against real servers.
+
+A wrong password needs a server that has one: private instances here (the shared PostgreSQL
+trusts everyone). What these servers really answer is what ``classify_text`` and the Redis error
+reading are checked against; a few pure cases pin the rules themselves.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from spiffctl import probes
+from spiffctl.probes import REFUSED, Status, classify_text
+from spiffctl.probes import redis as redis_probe
+from spiffctl.roles import Need
+from spiffctl.settings import Endpoint
+from tests.servers import ClosedPort, PrivateMariaDB, PrivatePostgres, PrivateRedis
+
+RIGHT, WRONG = "Right-Pa55", "Wrong-Pa55"
+
+
+def check(kind: str, url: str) -> probes.Outcome:
+    return probes.check(Endpoint(Need.DATABASE, kind, url, "TEST_URL"), 3)
+
+
+def test_every_refusal_marker_is_permanent_and_anything_else_transient():
+    for marker in REFUSED:
+        assert classify_text(f"server said: {marker.upper()} (details)").status is Status.PERMANENT, marker
+    assert classify_text("no pg_hba.conf entry for host", ("no pg_hba.conf entry",)).status is Status.PERMANENT
+    for text in ("Connection refused", "the database system is starting up", "something new", ""):
+        assert classify_text(text).status is Status.TRANSIENT, text
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with PrivatePostgres(password=RIGHT) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("database", "password", "words"),
+    [("postgres", WRONG, "password authentication failed"), ("no_such_db", RIGHT, "does not exist")],
+)
+def test_postgres_refusals_are_permanent(postgres, database, password, words):
+    outcome = check("postgres", postgres.url_for(database, password=password))
+    assert outcome.status is Status.PERMANENT and words in outcome.detail, outcome.detail
+    assert RIGHT not in outcome.detail and WRONG not in outcome.detail
+
+
+def test_postgres_right_password_is_ok(postgres):
+    assert check("postgres", postgres.url_for("postgres")).ok
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    with PrivateMariaDB(password=RIGHT) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("database", "password", "words"),
+    [("mysql", WRONG, "access denied"), ("no_such_db", RIGHT, "unknown database")],
+)
+def test_mysql_refusals_are_permanent(mariadb, database, password, words):
+    outcome = check("mysql", mariadb.url_for(database, password=password))
+    assert outcome.status is Status.PERMANENT and words in outcome.detail.lower(), outcome.detail
+    assert RIGHT not in outcome.detail and WRONG not in outcome.detail
+
+
+@pytest.mark.parametrize("given", [WRONG, ""])
+def test_redis_wrong_or_missing_password_is_permanent(make_server, given):
+    server = make_server(PrivateRedis, requirepass=RIGHT)
+    outcome = check("redis", server.url_for(0, password=given))
+    assert outcome.status is Status.PERMANENT and "authentication failed" in outcome.detail
+    assert RIGHT not in outcome.detail
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql", "redis"])
+def test_refused_connections_are_transient(kind):
+    with ClosedPort() as port:
+        scheme = {"postgres": "postgresql", "mysql": "mysql", "redis": "redis"}[kind]
+        assert check(kind, port.url(scheme, "/x" if kind != "redis" else "/0")).status is Status.TRANSIENT
+
+
+def test_redis_errors_that_are_no_failure_of_redis_are_bugs():
+    assert redis_probe.failure(TypeError("unsupported operand")) is None
+    assert redis_probe.failure(KeyError("run_id")) is None
+    outcome = redis_probe.classify(TypeError("unsupported operand"))  # a probe still reports it, as permanent
+    assert outcome.status is Status.PERMANENT and "TypeError" in outcome.detail
