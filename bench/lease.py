@@ -1,10 +1,15 @@
-"""Figures for the Background lease, measured with real spiffctl replicas and private Redis servers.
+"""Figures for the Background lease, measured with real spiffctl replicas and private servers.
 
-    python bench/lease.py [--ttl 3] [--runs 3] [--chaos 60] [--seed 1]
+    python bench/lease.py [--store redis|postgres|mysql] [--ttl 3] [--runs 3] [--chaos 60] [--seed 1]
+
+``--store`` picks where the lease lives: a private Redis (default), or a private PostgreSQL or
+MariaDB that is also the backend's database (no Redis at all, the lease in the database).
 
 P3  failover after the holder's spiffctl is SIGKILLed: kill -> the standby's script starts
     (goal <= TTL + 2 s).
 P4  handoff after the holder gets SIGTERM: signal -> the standby's script starts (goal <= 2 s).
+Q   (database stores) the queries per second the lease costs the database with one holder and
+    one standby at the default TTL (15 s), from the server's own counters over 30 s.
 R1  seconds during which two scripts ran at once, over a randomized fault run with three
     replicas (goal 0), and separately for a whole replica frozen (renewer, watchdog and script,
     like ``docker pause``) for 2 TTL (goal < 1 s: nothing of it can run while frozen, and the
@@ -25,13 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.lease_support import Cluster, alive_workers, chaos, overlap, wait_for
+from tests.lease_support import DB_FAULTS, REDIS_FAULTS, Cluster, DbCluster, alive_workers, chaos, overlap, wait_for
+
+STORE = "redis"
+
+
+def make_cluster(tmp: Path, ttl: float) -> Cluster:
+    return Cluster(tmp, ttl=ttl) if STORE == "redis" else DbCluster(tmp, STORE, ttl=ttl)
 
 
 def pair(cluster: Cluster):
     cluster.prime()
     a = cluster.start("a")
-    assert wait_for(lambda: cluster.workers_of("a"), 15), cluster.logs()
+    assert wait_for(lambda: cluster.workers_of("a"), 2 * cluster.ttl + 5), cluster.logs()
     b = cluster.start("b")
     assert wait_for(lambda: "standby: the Background lease is held by" in b.log(), 15), cluster.logs()
     return a, b
@@ -40,7 +51,7 @@ def pair(cluster: Cluster):
 def failover(ttl: float, sig: int) -> tuple[float, float]:
     """(seconds from the signal to the standby's script start, overlap seconds)."""
     with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
-        cluster = Cluster(Path(tmp), ttl=ttl)
+        cluster = make_cluster(Path(tmp), ttl)
         try:
             a, _ = pair(cluster)
             sent = time.monotonic()
@@ -55,7 +66,7 @@ def failover(ttl: float, sig: int) -> tuple[float, float]:
 def frozen_replica(ttl: float) -> float:
     """Seconds the old script ran after being thawed while the standby held the lease."""
     with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
-        cluster = Cluster(Path(tmp), ttl=ttl)
+        cluster = make_cluster(Path(tmp), ttl)
         try:
             a, _ = pair(cluster)
             a.signal_all(signal.SIGSTOP)
@@ -75,9 +86,9 @@ def frozen_replica(ttl: float) -> float:
 
 def chaos_run(ttl: float, seconds: float, seed: int) -> tuple[float, int, int]:
     with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
-        cluster = Cluster(Path(tmp), ttl=ttl)
+        cluster = make_cluster(Path(tmp), ttl)
         try:
-            faults = chaos(cluster, seconds, seed)
+            faults = chaos(cluster, seconds, seed, REDIS_FAULTS if STORE == "redis" else DB_FAULTS)
             wait_for(lambda: len(alive_workers(cluster.runs())) == 1, 4 * ttl)
             runs = cluster.runs()
             return overlap(runs), len(faults), len(runs)
@@ -85,14 +96,49 @@ def chaos_run(ttl: float, seconds: float, seed: int) -> tuple[float, int, int]:
             cluster.close()
 
 
+def queries_per_second(seconds: float = 30.0) -> float:
+    """Statements the lease sends to the database per second: one holder, one standby, TTL 15 s."""
+    with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
+        cluster = DbCluster(Path(tmp), STORE, ttl=15.0)
+        try:
+            pair(cluster)
+            before = statements(cluster)
+            time.sleep(seconds)
+            return (statements(cluster) - before - 1) / seconds  # minus the counter's own query
+        finally:
+            cluster.close()
+
+
+def statements(cluster: DbCluster) -> int:
+    if STORE == "postgres":
+        with cluster.server.connect() as conn:
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'spiff'")
+            return int(row.fetchone()[0])
+    conn = cluster.server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+            return int(cur.fetchone()[1])
+    finally:
+        conn.close()
+
+
 def main() -> None:
+    global STORE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", choices=["redis", "postgres", "mysql"], default="redis")
     parser.add_argument("--ttl", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chaos", type=float, default=60.0, help="seconds of random faults")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--queries-only", action="store_true", help="database stores: only the Q figure")
     args = parser.parse_args()
     ttl = args.ttl
+    STORE = args.store
+    print(f"lease in {STORE}")
+    if args.queries_only:
+        print(f"Q  lease statements per second, one holder + one standby, TTL 15 s: {queries_per_second():.1f}")
+        return
 
     p3 = [failover(ttl, signal.SIGKILL) for _ in range(args.runs)]
     p4 = [failover(ttl, signal.SIGTERM) for _ in range(args.runs)]
@@ -110,6 +156,8 @@ def main() -> None:
     show("P4 handoff after holder SIGTERM: ", p4, 2)
     print(f"R1 overlap in chaos: {r1:.3f} s over {args.chaos:g} s, {faults} faults, {scripts} script starts (goal 0)")
     print(f"R1 overlap, whole replica frozen 2 TTL then thawed: {frozen:.3f} s (goal < 1 s)")
+    if STORE != "redis":
+        print(f"Q  lease statements per second, one holder + one standby, TTL 15 s: {queries_per_second():.1f}")
 
 
 if __name__ == "__main__":

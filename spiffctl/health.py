@@ -3,9 +3,9 @@
 * api: ``GET http://127.0.0.1:<port><status_path>`` answers ``{"ok": true}``.
 * background: ``<run dir>/background.json``, kept fresh by the Background runner, says spiffctl
   is alive and either runs the scheduler (``holder`` or ``unleased``, with a live child) or is a
-  ``standby`` that reaches Redis. The runner rewrites it on every lease renewal (every TTL/3), so
-  the file is stale after three missed renewals, i.e. one TTL; with a floor of 10 s so that a short
-  TTL on a busy machine does not flap. Stale state is unhealthy: the runner is stuck.
+  ``standby`` that reaches the lease store (Redis or the database). The runner rewrites it on every
+  lease renewal (every TTL/3), so the file is stale after three missed renewals, i.e. one TTL; with
+  a floor of 10 s so that a short TTL on a busy machine does not flap. Stale state is unhealthy: the runner is stuck.
 * worker: the process ``run --role worker`` became (recorded in the run dir) is alive and the
   broker answers.
 
@@ -102,9 +102,9 @@ def background(env: Mapping[str, str]) -> Verdict:
             return True, f"{what}; scheduler pid {child} alive"
         return False, f"{what} but the scheduler (pid {child}) is not running"
     if mode == "standby":
-        if data.get("redis") is True:
-            return True, "standby; Redis reachable"
-        return False, "standby but Redis is unreachable, so it could not take over"
+        if data.get("store") is True:
+            return True, "standby; the lease store answers"
+        return False, "standby but the lease store does not answer, so it could not take over"
     return False, f"runner state has unknown mode {mode!r}"
 
 

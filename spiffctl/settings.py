@@ -56,7 +56,7 @@ BACKEND_MARKER = "bin/boot_server_in_docker"
 SQL_KINDS = ("postgres", "mysql", "sqlite")
 
 # scheme -> probe kind, per place a URL can appear.
-_DB_SCHEMES = {"mysql": "mysql", "postgresql": "postgres", "sqlite": "sqlite"}
+DB_SCHEMES = {"mysql": "mysql", "postgresql": "postgres", "sqlite": "sqlite"}
 _BACKEND_DRIVERS = {"mysql": {"", "mysqldb"}, "postgresql": {"", "psycopg2"}, "sqlite": {"", "pysqlite"}}
 _BROKER_SCHEMES = {
     "redis": "redis",
@@ -362,7 +362,7 @@ def _database(
                 )
             )
             return db_type, source, None
-        if scheme not in _DB_SCHEMES:
+        if scheme not in DB_SCHEMES:
             problems.append(
                 Problem(
                     DATABASE_URI,
@@ -393,7 +393,7 @@ def _database(
             return db_type, source, Endpoint(Need.DATABASE, "sqlite", _sqlite_absolute(uri, backend), DATABASE_URI)
         if not _check_url(DATABASE_URI, uri, problems, "sqlalchemy"):
             return db_type, source, None
-        return db_type, source, Endpoint(Need.DATABASE, _DB_SCHEMES[scheme], uri, DATABASE_URI)
+        return db_type, source, Endpoint(Need.DATABASE, DB_SCHEMES[scheme], uri, DATABASE_URI)
 
     db_type = type_var or "mysql"
     source = DATABASE_TYPE if type_var else "default"
@@ -494,7 +494,7 @@ def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
     if url.lower().startswith("db+"):
         inner = url[3:]
         inner_scheme, _ = _scheme(inner)
-        kind = _DB_SCHEMES.get(inner_scheme)
+        kind = DB_SCHEMES.get(inner_scheme)
         if kind == "sqlite":
             return None
         if kind:

@@ -7,6 +7,7 @@ inherits a unique ``SPIFFCTL_TEST_MARK`` variable, so :meth:`Replica.processes` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 from spiffctl.lease.config import lock_config
 from spiffctl.lease.redis_store import RedisStore
 from spiffctl.settings import load
-from tests.servers import PrivateRedis, eventually, pid_alive
+from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "lease_standin.py"
@@ -274,11 +275,16 @@ class Cluster:
         self.redis.cleanup()
 
 
-def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:
+REDIS_FAULTS = ("kill", "term", "stop", "stop", "redis-freeze", "redis-restart")
+DB_FAULTS = ("kill", "term", "stop", "stop", "db-restart", "db-terminate")
+
+
+def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] = REDIS_FAULTS) -> list[str]:
     """Three replicas; for ``seconds``, every 0.5-2 s one random fault, mostly aimed at the holder.
 
     Faults: SIGKILL a replica (restarted at once), SIGTERM it (restarted after it exits), SIGSTOP
-    its renewer for up to 2 TTL, freeze Redis for up to 2 TTL, restart Redis without its data.
+    its renewer for up to 2 TTL; Redis: freeze it for up to 2 TTL, restart it without its data;
+    a database (:class:`DbCluster`): restart it, terminate every lease session from the server.
     Everything is thawed at the end; returns the faults applied.
     """
     ttl = cluster.ttl
@@ -288,7 +294,7 @@ def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:
     frozen: dict[str, float] = {}
     redis_frozen_until = 0.0
     end = time.monotonic() + seconds
-    faults: list[str] = []
+    applied: list[str] = []
     while time.monotonic() < end:
         time.sleep(rng.uniform(0.5, 2.0))
         now = time.monotonic()
@@ -301,12 +307,12 @@ def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:
             redis_frozen_until = 0.0
         current = holder_of(cluster.runs())
         name = current.name if current and rng.random() < 0.7 else rng.choice(list(live))
-        fault = rng.choice(["kill", "term", "stop", "stop", "redis-freeze", "redis-restart"])
+        fault = rng.choice(faults)
         if name in frozen and fault in ("kill", "term", "stop"):
             continue
         if fault.startswith("redis") and redis_frozen_until:
             continue
-        faults.append(f"{fault}:{name}")
+        applied.append(f"{fault}:{name}")
         if fault == "kill":
             live[name].signal(signal.SIGKILL)
             live[name] = cluster.start(name)
@@ -320,10 +326,65 @@ def chaos(cluster: Cluster, seconds: float, seed: int) -> list[str]:
         elif fault == "redis-freeze":
             cluster.redis.freeze()
             redis_frozen_until = now + rng.uniform(0.5, 2 * ttl)
-        else:
+        elif fault == "redis-restart":
             cluster.redis.restart()
+        elif fault == "db-restart":
+            cluster.server.restart()
+        else:
+            cluster.terminate_sessions()
     for name in frozen:
         live[name].signal(signal.SIGCONT)
     if redis_frozen_until:
         cluster.redis.thaw()
-    return faults
+    return applied
+
+
+class DbCluster(Cluster):
+    """One private PostgreSQL or MariaDB: the backend's database, and so the lease's (no Redis)."""
+
+    def __init__(self, tmp: Path, kind: str, *, ttl: float = 3.0) -> None:
+        self.tmp = tmp
+        self.ttl = ttl
+        self.kind = kind
+        write_backend(tmp / "backend")
+        self.server: PrivatePostgres | PrivateMariaDB = PrivatePostgres() if kind == "postgres" else PrivateMariaDB()
+        self.server.start()
+        self.replicas = []
+        self.url = self.server.create_database("spiff")
+
+    def env(self, name: str, **extra: str) -> dict[str, str]:
+        env = replica_env(self.tmp, name, self.url, ttl=self.ttl, **extra)
+        del env["SPIFFCTL_LOCK_URL"]  # no SPIFFCTL_LOCK_URL, no Redis broker: the database holds the lease
+        env["SPIFFWORKFLOW_BACKEND_DATABASE_URI"] = self.url
+        return env
+
+    def prime(self) -> None:
+        """Nothing to prime: a database lease's history lives in the sessions that watched it."""
+
+    def terminate_sessions(self) -> int:
+        """Every session of the lease's database ended from the server side; how many."""
+        if isinstance(self.server, PrivatePostgres):
+            with self.server.connect() as conn:
+                rows = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = 'spiff' AND pid <> pg_backend_pid()"
+                ).fetchall()
+            return len(rows)
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = 'spiff' AND ID <> CONNECTION_ID()"
+                )
+                ids = [row[0] for row in cur.fetchall()]
+                for session in ids:
+                    with contextlib.suppress(Exception):
+                        cur.execute(f"KILL {int(session)}")
+        finally:
+            conn.close()
+        return len(ids)
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.destroy()
+        self.server.cleanup()

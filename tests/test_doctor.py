@@ -463,9 +463,34 @@ def test_lease_nobody_holds_it_and_evicting_redis_fails(backend, make_server):
     assert policy["status"] == "fail" and "allkeys-lru" in policy["detail"] and "noeviction" in policy["hint"]
 
 
-def test_lease_without_redis(backend):
+def test_lease_without_redis_lives_in_the_database(backend, pg_database):
+    from spiffctl.lease.config import lock_config
+    from spiffctl.lease.db_store import DatabaseStore
+    from spiffctl.lease.store import Grant
+    from spiffctl.settings import load
+
     r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend))
-    assert r.check("background lease")["status"] == "fail" and "exit 78" in r.check("background lease")["detail"]
+    check = r.check("background lease")
+    assert check["status"] == "warn" and "nobody holds it (in SQLite at sqlite:///" in check["detail"]
+    assert "Celery is off" in check["detail"]
+    env = lease_env(backend, SPIFFCTL_LOCK_URL=pg_database.replace("postgres@", f"postgres:{PLANTED}@"))
+    config = lock_config(load(env, backend))
+    assert config.database is not None
+    held = DatabaseStore(config.database, config.key, config.ttl, timeout=2, host="replica-7", pid=4242)
+    try:
+        grant = held.try_acquire()
+        assert isinstance(grant, Grant)
+        r = spiffctl("doctor", "--role", "background", "--json", env=env)
+    finally:
+        held.close()
+    check = r.check("background lease")
+    assert check["status"] == "ok", check
+    assert (
+        f"held by replica-7 pid 4242, epoch {grant.epoch}" in check["detail"] and "in PostgreSQL at" in check["detail"]
+    )
+    assert "SPIFFCTL_LOCK_URL names a database" in check["detail"]
+    assert "lease redis policy" not in {c["name"] for c in r.doc["checks"]}
+    assert PLANTED not in r.out + r.err
     r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend, SPIFFCTL_LOCK="off"))
     assert r.check("background lease")["status"] == "warn"
     r = spiffctl("doctor", "--role", "api", "--json", env=lease_env(backend))

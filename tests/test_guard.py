@@ -165,7 +165,7 @@ def test_redis_unreachable_longer_than_the_ttl(cluster):
         assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2 * TTL)
         assert old.times[-1] - frozen < TTL
         state = json.loads((cluster.tmp / "run-a" / "background.json").read_text())
-        assert state["redis"] is False
+        assert state["store"] is False
         time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))
     finally:
         cluster.redis.thaw()
@@ -206,7 +206,7 @@ def test_state_file_for_healthcheck(cluster):
     sa = wait_until(lambda: (s := state("run-a"))["child_pid"] and s, timeout=5, what="holder state with its child")
     sb = wait_until(lambda: (s := state("run-b"))["holder"] and s, timeout=5, what="standby state naming the holder")
     [worker] = cluster.workers_of("a")
-    assert sa["mode"] == "holder" and sa["pid"] == a.pid and sa["redis"] is True and sa["epoch"] >= 1
+    assert sa["mode"] == "holder" and sa["pid"] == a.pid and sa["store"] is True and sa["epoch"] >= 1
     assert os.getpgid(worker.pid) == sa["child_pid"]
     assert sb["mode"] == "standby" and sb["child_pid"] is None and f"pid {a.pid}" in sb["holder"]
     for s in (sa, sb):
@@ -324,11 +324,12 @@ def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.Complete
         ("SPIFFCTL_LOCK_TTL", "abc", "SPIFFCTL_LOCK_TTL"),
         ("SPIFFCTL_LOCK_TTL", "1", "SPIFFCTL_LOCK_TTL"),
         ("SPIFFCTL_LOCK_TTL", "nan", "SPIFFCTL_LOCK_TTL"),
-        ("SPIFFCTL_LOCK_URL", "http://cache:6379", "not a redis://"),
+        ("SPIFFCTL_LOCK_URL", "http://cache:6379", "neither a Redis nor a database URL"),
         ("SPIFFCTL_LOCK_URL", "redis://:hunter22@cache:notaport/0", "malformed"),
         ("SPIFFCTL_LOCK_URL", "redis://cache:6379/zero", "malformed"),
         ("SPIFFCTL_LOCK", "maybe", "not on or off"),
-        ("SPIFFCTL_LOCK_URL", "-unset-", "needs a Redis lease"),
+        ("SPIFFCTL_LOCK_URL", "postgresql://u:hunter22@db:notaport/x", "malformed"),
+        ("SPIFFCTL_LOCK_URL", "sqlite:///:memory:", "in-memory SQLite database cannot hold the lease"),
     ],
 )
 def test_bad_lock_settings_give_one_line(tmp_path, variable, value, expect):

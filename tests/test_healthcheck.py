@@ -107,7 +107,7 @@ def write_state(run_dir: Path, **fields: object) -> None:
         "pid": os.getpid(),
         "mode": "holder",
         "child_pid": None,
-        "redis": True,
+        "store": True,
         "updated": time.time(),
         "interval": 5.0,
     }
@@ -121,9 +121,9 @@ def write_state(run_dir: Path, **fields: object) -> None:
         ({"mode": "holder", "child": True}, True, "holds the lease; scheduler pid"),
         ({"mode": "unleased", "child": True}, True, "runs without a lease"),
         ({"mode": "holder", "child": False}, False, "is not running"),
-        ({"mode": "standby", "redis": True}, True, "standby; Redis reachable"),
-        ({"mode": "standby", "redis": False}, False, "Redis is unreachable"),
-        ({"mode": "standby", "redis": None}, False, "Redis is unreachable"),
+        ({"mode": "standby", "store": True}, True, "standby; the lease store answers"),
+        ({"mode": "standby", "store": False}, False, "lease store does not answer"),
+        ({"mode": "standby", "store": None}, False, "lease store does not answer"),
         ({"mode": "holder", "child": True, "age": 16}, False, "16 s ago (limit 15 s)"),
         ({"mode": "standby", "interval": 1, "age": 8}, True, "standby"),  # 10 s floor for short TTLs
         ({"mode": "standby", "interval": 1, "age": 11}, False, "limit 10 s"),

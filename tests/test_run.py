@@ -244,16 +244,15 @@ def test_sqlite_database_is_checked_without_a_server(fake_backend, standin_recor
 
 
 def test_background_lease_settings_are_checked_before_waiting(fake_backend, standin_record, closed_port):
-    """No Redis for the lease is a configuration error: reported at once, not after a 60 s wait."""
+    """Unusable lease settings are a configuration error: reported at once, not after a 60 s wait."""
     uri = f"postgresql://u@127.0.0.1:{closed_port.port}/x"
     started = time.monotonic()
-    code, _, err = finish(run(fake_backend, "background", backend_env(standin_record, uri), "--wait-timeout", "60"))
-    assert code == 78 and "SPIFFCTL_LOCK_URL is not set and Celery is off, so there is no Redis broker" in err
-    assert time.monotonic() - started < 30
-    assert "waiting for" not in err and "not Redis" not in err
-    env = backend_env(standin_record, uri, SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL="amqp://guest@127.0.0.1//")
+    env = backend_env(standin_record, uri, SPIFFCTL_LOCK_URL="ftp://user:hunter2@cache/0")
     code, _, err = finish(run(fake_backend, "background", env, "--wait-timeout", "60"))
-    assert code == 78 and "the Celery broker (SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL) is not Redis" in err
+    assert code == 78 and "SPIFFCTL_LOCK_URL" in err and "neither a Redis nor a database URL" in err
+    assert "hunter2" not in err
+    assert time.monotonic() - started < 30
+    assert "waiting for" not in err
     code, _, err = finish(
         run(fake_backend, "background", backend_env(standin_record, uri, SPIFFCTL_LOCK_TTL="1"), "--wait-timeout", "60")
     )

@@ -78,7 +78,7 @@ def test_child_output_is_scrubbed_of_the_secrets_spiffctl_knows(tmp_path):
         assert secret not in everything
 
 
-def test_no_worker_when_celery_is_off_and_lease_warning_once(tmp_path):
+def test_no_worker_when_celery_is_off_and_the_lease_lives_in_sqlite(tmp_path):
     env = base_env(tmp_path)
     with running(tmp_path, env, "--no-wait") as run:
         run.wait_for(r"^api \| api ready")
@@ -88,7 +88,8 @@ def test_no_worker_when_celery_is_off_and_lease_warning_once(tmp_path):
         run.terminate()
         assert run.wait(15) == 0
     assert not any(line.startswith("worker") for line in run.lines())
-    assert sum("without a lease" in line for line in run.lines("err")) == 1
+    assert not any("without a lease" in line for line in run.lines())
+    assert any("the lease lives in SQLite sqlite:///" in line for line in run.lines())
     assert (
         "SPIFFCTL_LOCK"
         not in (tmp_path / "run" / "supervisord.conf")
@@ -194,10 +195,10 @@ def test_config_error_of_any_role_is_78(tmp_path):
     assert not (tmp_path / "run" / "supervisord.conf").exists()
 
 
-def test_lock_on_without_redis_is_refused(tmp_path):
-    result = run_once(base_env(tmp_path, SPIFFCTL_LOCK="on"), "--no-wait")
+def test_unusable_lock_url_is_refused(tmp_path):
+    result = run_once(base_env(tmp_path, SPIFFCTL_LOCK_URL="ftp://cache/0"), "--no-wait")
     assert result.returncode == 78
-    assert "SPIFFCTL_LOCK=on" in result.stderr
+    assert "SPIFFCTL_LOCK_URL" in result.stderr and "neither a Redis nor a database URL" in result.stderr
 
 
 def test_missing_script_is_127(tmp_path):

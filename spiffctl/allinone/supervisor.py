@@ -172,7 +172,7 @@ def make_plan(
 
 
 def background_without_lease(settings: Settings, roles: list[Role], *, say: Say) -> bool:
-    """True when the Background must run without a lease because no Redis is configured.
+    """True when the Background must run without a lease: no Redis and no usable database for it.
 
     Only when the operator said nothing about the lock: an explicit ``SPIFFCTL_LOCK=on`` without
     Redis is refused here (it cannot work), an explicit ``off`` reaches the role as it is.
@@ -184,11 +184,11 @@ def background_without_lease(settings: Settings, roles: list[Role], *, say: Say)
         return False
     if settings.env.get(LOCK):
         raise ConfigError(
-            f"{LOCK}=on asks for the Background lease but no Redis is configured; set {LOCK_URL}, "
-            f"or unset {LOCK} to run the Background without a lease on this box"
+            f"{LOCK}=on asks for the Background lease but there is no Redis and no usable database for it; "
+            f"set {LOCK_URL}, or unset {LOCK} to run the Background without a lease on this box"
         )
     say(
-        f"warning: no Redis configured ({LOCK_URL} or a redis:// broker), so the background role runs "
+        f"warning: no Redis ({LOCK_URL} or a redis:// broker) and no usable database, so the background role runs "
         "without a lease on this box; run exactly one all-in-one container per database"
     )
     return True

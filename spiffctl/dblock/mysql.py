@@ -25,14 +25,14 @@ def lock_name(purpose: str, database: str) -> str:
 
 
 class NamedLock:
-    def __init__(self, endpoint: Endpoint, purpose: str, timeout: float) -> None:
-        self.name = lock_name(purpose, endpoint.parts.path)
+    def __init__(self, endpoint: Endpoint, purpose: str, timeout: float, *, name: str | None = None) -> None:
+        self.name = name or lock_name(purpose, endpoint.parts.path)
         self.conn: Any = mysql.connect(endpoint, timeout)
         # Autocommit: a poll on this connection must not read an old snapshot (REPEATABLE READ).
         self.conn.autocommit(True)
 
     def try_acquire(self) -> bool:
-        return self._one("SELECT GET_LOCK(%s, 0)", (self.name,)) == 1
+        return self.one("SELECT GET_LOCK(%s, 0)", (self.name,)) == 1
 
     def holder(self) -> str | None:
         with self.conn.cursor() as cur:
@@ -45,7 +45,7 @@ class NamedLock:
 
     def alive(self) -> bool:
         try:
-            return self._one("SELECT 1", ()) == 1
+            return self.one("SELECT 1", ()) == 1
         except Exception:
             return False
 
@@ -54,7 +54,7 @@ class NamedLock:
         # connection thread has noticed the close, and a waiter polling in between would miss
         # its turn. The close still releases them if the query cannot run.
         try:
-            self._one("SELECT RELEASE_LOCK(%s)", (self.name,))
+            self.one("SELECT RELEASE_LOCK(%s)", (self.name,))
         except Exception:
             pass
         try:
@@ -62,7 +62,7 @@ class NamedLock:
         except Exception:
             pass
 
-    def _one(self, query: str, args: tuple[object, ...]) -> object:
+    def one(self, query: str, args: tuple[object, ...]) -> object:
         with self.conn.cursor() as cur:
             cur.execute(query, args)
             row = cur.fetchone()

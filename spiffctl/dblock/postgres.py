@@ -29,19 +29,19 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 
 
 class AdvisoryLock:
-    def __init__(self, endpoint: Endpoint, purpose: str, timeout: float) -> None:
-        self.key = key64(f"spiffctl:{purpose}:{endpoint.parts.path}")
+    def __init__(self, endpoint: Endpoint, purpose: str, timeout: float, *, name: str | None = None) -> None:
+        self.key = key64(name or f"spiffctl:{purpose}:{endpoint.parts.path}")
         # pg_locks shows the key's halves as unsigned 32-bit oids.
         unsigned = self.key & 0xFFFF_FFFF_FFFF_FFFF
-        self._halves = (unsigned >> 32, unsigned & 0xFFFF_FFFF)
+        self.halves = (unsigned >> 32, unsigned & 0xFFFF_FFFF)
         self.conn: Any = postgres.connect(endpoint, timeout, application_name=identity(purpose))
 
     def try_acquire(self) -> bool:
-        return bool(self._one("SELECT pg_try_advisory_lock(%s)", (self.key,)))
+        return bool(self.one("SELECT pg_try_advisory_lock(%s)", (self.key,)))
 
     def holder(self) -> str | None:
         with self.conn.cursor() as cur:
-            cur.execute(HOLDER_QUERY, self._halves)
+            cur.execute(HOLDER_QUERY, self.halves)
             row = cur.fetchone()
         if row is None:
             return None
@@ -50,7 +50,7 @@ class AdvisoryLock:
 
     def alive(self) -> bool:
         try:
-            return self._one("SELECT 1", ()) == 1
+            return self.one("SELECT 1", ()) == 1
         except Exception:
             return False
 
@@ -59,7 +59,7 @@ class AdvisoryLock:
         # once its backend has exited, and a waiter polling in between would miss its turn.
         # The close still releases them if the query cannot run.
         try:
-            self._one("SELECT pg_advisory_unlock(%s)", (self.key,))
+            self.one("SELECT pg_advisory_unlock(%s)", (self.key,))
         except Exception:
             pass
         try:
@@ -67,7 +67,7 @@ class AdvisoryLock:
         except Exception:
             pass
 
-    def _one(self, query: str, args: tuple[object, ...]) -> object:
+    def one(self, query: str, args: tuple[object, ...]) -> object:
         with self.conn.cursor() as cur:
             cur.execute(query, args)
             row = cur.fetchone()

@@ -33,27 +33,41 @@ class FileLock:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def try_acquire(self) -> bool:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not self.try_flock():
             return False
         since = time.strftime("%H:%M:%S UTC", time.gmtime())
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{identity(self.purpose)}, since {since}\n".encode(), 0)
         return True
 
+    def try_flock(self) -> bool:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def holder(self) -> str | None:
+        text = self.holder_text()
+        if text is None:
+            return None
+        return text or "another process on this host"
+
+    def holder_text(self) -> str | None:
+        """What the holder wrote into the file; ``None`` when nobody holds the lock."""
         probe = os.open(self.path, os.O_RDONLY)
         try:
             try:
                 fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                text = os.pread(probe, 200, 0).decode("utf-8", "replace").strip()
-                return text or "another process on this host"
+                return os.pread(probe, 4096, 0).decode("utf-8", "replace").strip()
             fcntl.flock(probe, fcntl.LOCK_UN)
             return None
         finally:
             os.close(probe)
+
+    def unlock(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def alive(self) -> bool:
         return True  # the lock lives in our own file descriptor

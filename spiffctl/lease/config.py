@@ -2,8 +2,10 @@
 
 * ``SPIFFCTL_LOCK``: ``on`` (default) or ``off``. Off runs the Background without a lease, which
   is only safe when exactly one Background replica exists; spiffctl warns.
-* ``SPIFFCTL_LOCK_URL``: a ``redis://`` or ``rediss://`` URL. Default: the Celery broker URL when
-  it is Redis (set explicitly, or the backend's default ``redis://localhost`` with Celery on).
+* ``SPIFFCTL_LOCK_URL``: where the lease lives: a ``redis://`` or ``rediss://`` URL, or a database
+  URL (``postgresql://``, ``mysql://``, ``sqlite:///``). Default: the Celery broker URL when it is
+  Redis (set explicitly, or the backend's default ``redis://localhost`` with Celery on); else the
+  backend's own database (:mod:`spiffctl.lease.db`).
 * ``SPIFFCTL_LOCK_KEY``: default derived from the database identity (kind, host, port, name; never
   the password), so two installations sharing one Redis never block each other.
 * ``SPIFFCTL_LOCK_TTL``: seconds, default 15 (client-go's lease duration), 3 to 600.
@@ -18,7 +20,7 @@ from spiffctl import numbers, urls
 from spiffctl.errors import ConfigError
 from spiffctl.redact import quote, redact_url
 from spiffctl.roles import Need
-from spiffctl.settings import BROKER_URL, DEFAULT_BROKER, Settings
+from spiffctl.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, Settings
 
 LOCK = "SPIFFCTL_LOCK"
 LOCK_URL = "SPIFFCTL_LOCK_URL"
@@ -37,13 +39,25 @@ KEY_PREFIX = "spiffctl:background:"
 @dataclass(frozen=True)
 class LockConfig:
     enabled: bool
-    url: str | None  # secret-bearing; show redact_url(url)
+    url: str | None  # secret-bearing; show `display`. None: no usable database either
     key: str
     ttl: float
     source: str  # the variable the URL came from
+    database: Endpoint | None = None  # set when the lease lives in a database, not in Redis
+
+    @property
+    def store(self) -> str:
+        """``Redis`` or the database's kind, for messages."""
+        if self.database is None:
+            return "Redis"
+        from spiffctl.lease.db_store import KINDS
+
+        return KINDS[self.database.kind]
 
     @property
     def display(self) -> str:
+        if self.database is not None:
+            return self.database.display
         return redact_url(self.url) if self.url else "(none)"
 
 
@@ -58,10 +72,21 @@ def lock_config(settings: Settings) -> LockConfig:
     if mode not in ("on", "off"):
         raise ConfigError(f"{LOCK}: {env.get(LOCK)!r} is not on or off; set {LOCK}=off to run without a lease")
     url, source = _url(settings)
-    if url is not None:
+    database = None
+    if url is None:
+        database = settings.endpoint(Need.DATABASE)
+        if database is not None:
+            url, source = database.url, database.variable
+    elif urls.scheme_of(url).lower().split("+", 1)[0] in DB_SCHEMES:
+        database = _database_url(url, source)
+    else:
         _check_redis_url(url, source)
+    if database is not None and database.kind == "sqlite" and database.url.split("://", 1)[1] in ("", "/", "/:memory:"):
+        raise ConfigError(f"{source}: an in-memory SQLite database cannot hold the lease; {SET_LOCK_URL}")
     key = env.get(LOCK_KEY) or default_key(settings)
-    return LockConfig(enabled=mode == "on", url=url, key=key, ttl=_ttl(env.get(LOCK_TTL)), source=source)
+    return LockConfig(
+        enabled=mode == "on", url=url, key=key, ttl=_ttl(env.get(LOCK_TTL)), source=source, database=database
+    )
 
 
 def default_key(settings: Settings) -> str:
@@ -89,22 +114,33 @@ def _url(settings: Settings) -> tuple[str | None, str]:
     return None, LOCK_URL
 
 
-def no_redis(settings: Settings) -> str:
-    """Why there is no Redis for the lease, in the operator's terms (when :func:`lock_config` found none)."""
-    broker = settings.env.get(BROKER_URL)
-    if broker:
+def why_database(settings: Settings) -> str:
+    """Why the lease lives in the database, in the operator's terms (when no Redis was found)."""
+    if settings.env.get(LOCK_URL):
+        return f"{LOCK_URL} names a database"
+    if settings.env.get(BROKER_URL):
         return f"{LOCK_URL} is not set and the Celery broker ({BROKER_URL}) is not Redis"
     return f"{LOCK_URL} is not set and Celery is off, so there is no Redis broker to share"
 
 
 # Not written as a URL: a hint with "://...@" in it would be masked like a real one.
 FORM = "write it as redis:// (or rediss://) then [:password@]host:port/db"
+SET_LOCK_URL = f"set {LOCK_URL} to a Redis or to a PostgreSQL, MySQL or SQLite file database"
+
+
+def _database_url(url: str, source: str) -> Endpoint:
+    try:
+        urls.parse(url, "sqlalchemy")
+    except urls.URLError as e:
+        raise ConfigError(f"{source}: {quote(url)} is malformed: {e}") from None
+    kind = DB_SCHEMES[urls.scheme_of(url).lower().split("+", 1)[0]]
+    return Endpoint(Need.DATABASE, kind, url, source)
 
 
 def _check_redis_url(url: str, source: str) -> None:
     shown = quote(url)
     if urls.scheme_of(url).lower() not in ("redis", "rediss"):
-        raise ConfigError(f"{source}: {shown} is not a redis:// or rediss:// URL; the lease needs Redis")
+        raise ConfigError(f"{source}: {shown} is neither a Redis nor a database URL; {SET_LOCK_URL}")
     try:
         parts = urls.parse(url, "standard")
     except urls.URLError as e:

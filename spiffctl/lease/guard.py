@@ -31,7 +31,7 @@ and standby poll, read by ``spiffctl healthcheck --role background``::
      "child_pid": 42,       # the script's pid (= its process group) or null
      "epoch": 7,            # our lease epoch while holder, else null
      "holder": "host pid 9 since ...",  # standby: who holds the lease, if known, else null
-     "redis": true,         # the last call to the lease store got an answer (null: not tried yet)
+     "store": true,         # the last call to the lease store got an answer (null: not tried yet)
      "updated": 1793000000.5,  # wall-clock seconds of this write
      "interval": 5.0}       # seconds between rewrites; stale after a few of these means stuck
 """
@@ -52,7 +52,7 @@ from typing import NoReturn
 from spiffctl import state
 from spiffctl.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
 from spiffctl.lease import clock, messages
-from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config, no_redis
+from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
 from spiffctl.lease.machine import (
     Acquire,
     Acquired,
@@ -104,24 +104,31 @@ def state_path(env: Mapping[str, str] | None = None) -> Path:
 def lease_config(settings: Settings, role: Role) -> LockConfig:
     """The lease this role will run under; :class:`ConfigError` when it cannot work.
 
-    ``run`` calls this before waiting for the database, so a missing Redis or a bad TTL is
-    reported at once (78) rather than after the wait.
+    ``run`` calls this before waiting for the database, so a bad lock setting or TTL is reported at
+    once (78) rather than after the wait.
     """
     config = lock_config(settings)
     if config.enabled and config.url is None:
         raise ConfigError(
-            f"{no_redis(settings)}; the {role.name} role needs a Redis lease so "
-            f"that only one scheduler runs: set {LOCK_URL}=redis://host:6379/0, or {LOCK}=off if exactly one "
-            f"{role.name} replica runs"
+            f"{LOCK_URL} is not set, no Redis broker is configured and the database settings are unusable, "
+            f"so there is nowhere to keep the {role.name} lease: fix the database settings (spiffctl doctor), "
+            f"or set {LOCK_URL}, or {LOCK}=off if exactly one {role.name} replica runs"
         )
     return config
 
 
 def open_store(config: LockConfig, timings: Timings) -> Store:
     """The store ``config`` names; every call gives up after the request timeout."""
+    assert config.url is not None
+    if config.database is not None:
+        from spiffctl.lease.db_store import DatabaseStore
+
+        # A releasing MySQL holder keeps its proof of release this long: a few standby polls.
+        return DatabaseStore(
+            config.database, config.key, config.ttl, timeout=timings.request_timeout, linger=3 * timings.poll
+        )
     from spiffctl.lease.redis_store import RedisStore
 
-    assert config.url is not None
     return RedisStore.from_url(config.url, config.key, config.ttl, timeout=timings.request_timeout)
 
 
@@ -141,7 +148,7 @@ def run_singleton(
 
 
 def _write_state(env: Mapping[str, str], **fields: object) -> None:
-    data = {"pid": os.getpid(), "child_pid": None, "epoch": None, "holder": None, "redis": None, **fields}
+    data = {"pid": os.getpid(), "child_pid": None, "epoch": None, "holder": None, "store": None, **fields}
     data["updated"] = time.time()
     try:
         state.write_json(state_path(env), data)
@@ -217,6 +224,7 @@ class Guard:
         self.reader = messages.Reader(messages.REPORTS)
         self.child_pid: int | None = None  # as reported by the watchdog: our own record for a bug's fence
         self.exit: Exit | None = None
+        self.where = f"the lease lives in {names.store}, TTL {config.ttl:g} s"
 
     def say(self, message: str) -> None:
         self._log(self.settings.redactor(f"lease: {message}"))
@@ -230,15 +238,24 @@ class Guard:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.say(self.where)  # which store, once: an operator without Redis learns it here
         try:
             self._loop()
         except Exception as e:
             self._internal_error(e)
         self._close_watchdog()
+        self._close_store()
         assert self.exit is not None
         if self.exit.error is not None:
             raise SpiffctlError(self.redact(self.exit.error), self.exit.code)
         sys.exit(self.exit.code)
+
+    def _close_store(self) -> None:
+        # After the script is gone: a store may keep its proof of release until it closes.
+        try:
+            self.store.close()
+        except Exception:
+            pass  # the process exits next, which closes whatever is left
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)
@@ -306,7 +323,7 @@ class Guard:
                     epoch=action.epoch,
                     child_pid=action.child_pid,
                     holder=action.holder,
-                    redis=action.store_ok,
+                    store=action.store_ok,
                     interval=action.interval,
                 )
             case CheckStore():

@@ -484,7 +484,7 @@ class Machine:
         out.append(
             Say(
                 f"acquired the lease, epoch {event.epoch}, but {event.why}: waiting {wait:.1f} s before starting "
-                f"{self.names.script} so that a holder which lost its key has stopped"
+                f"{self.names.script} so that a holder which lost the lease has stopped"
             )
         )
         self.phase = Phase.WAITING

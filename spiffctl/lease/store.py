@@ -52,7 +52,8 @@ class Holder:
     def describe(self) -> str:
         since = f" since {format_wall(self.since)}" if self.since else ""
         epoch = f", epoch {self.epoch}" if self.epoch else ""
-        return f"{self.host} pid {self.pid}{since}{epoch}"
+        pid = f" pid {self.pid}" if self.pid else ""  # MySQL names a connection, not a process
+        return f"{self.host}{pid}{since}{epoch}"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ TRANSIENT_CODES = {
     2002: "cannot connect (socket)",
     2003: "cannot connect",
     2006: "server has gone away",
-    2013: "lost connection during handshake",
+    2013: "lost connection",
 }
 
 

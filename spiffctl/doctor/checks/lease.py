@@ -1,11 +1,11 @@
-"""The Background lease: is there a Redis for it, who holds it, and can that Redis keep it."""
+"""The Background lease: where it lives (Redis or the database), who holds it, can the store keep it."""
 
 from __future__ import annotations
 
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
 from spiffctl.errors import ConfigError
-from spiffctl.lease.config import LOCK, LOCK_URL, LockConfig, lock_config, no_redis
-from spiffctl.roles import ALL
+from spiffctl.lease.config import LOCK, LOCK_URL, LockConfig, lock_config, why_database
+from spiffctl.lease.store import Store
 
 NAME = "background lease"
 POLICY = "lease redis policy"
@@ -13,9 +13,10 @@ POLICY = "lease redis policy"
 
 def where(ctx: Context) -> str:
     try:
-        return f"lease at {lock_config(ctx.settings).display}"
+        config = lock_config(ctx.settings)
     except ConfigError:
         return "lease"
+    return f"lease in {config.store} at {config.display}"
 
 
 def check(ctx: Context) -> list[Result]:
@@ -28,48 +29,62 @@ def check(ctx: Context) -> list[Result]:
             warn(
                 NAME,
                 f"{LOCK}=off: the Background runs without a lease",
-                "run exactly one Background replica, or configure Redis for the lease and unset it",
+                "run exactly one Background replica, or unset it (the lease lives in Redis or in the database)",
             )
         ]
     if config.url is None:
-        if ctx.role == ALL:
-            return [
-                warn(
-                    NAME,
-                    f"{no_redis(ctx.settings)}: run --role all runs the Background without a lease on this box",
-                    f"run exactly one all-in-one container per database, or set {LOCK_URL}",
-                )
-            ]
         return [
             fail(
                 NAME,
-                f"{no_redis(ctx.settings)}: run --role background refuses to start (exit 78)",
-                f"set {LOCK_URL}=redis://host:6379/0, or {LOCK}=off if exactly one Background replica runs",
+                "no Redis and no usable database to keep the lease in: run --role background refuses to start",
+                f"fix the database settings (see the database check), or set {LOCK_URL}",
             )
         ]
     return _inspect(ctx, config)
 
 
-def _inspect(ctx: Context, config: LockConfig) -> list[Result]:
+def _open(ctx: Context, config: LockConfig) -> Store:
+    if config.database is not None:
+        from spiffctl.lease.db_store import DatabaseStore
+
+        return DatabaseStore(config.database, config.key, config.ttl, timeout=ctx.budget(), linger=0.0)
     from spiffctl.lease.redis_store import RedisStore
-    from spiffctl.lease.store import StoreOutage, StoreRefusal
 
     assert config.url is not None
-    store = RedisStore.from_url(config.url, config.key, config.ttl, timeout=ctx.budget())
+    return RedisStore.from_url(config.url, config.key, config.ttl, timeout=ctx.budget())
+
+
+def _inspect(ctx: Context, config: LockConfig) -> list[Result]:
+    from spiffctl.lease.store import StoreOutage, StoreRefusal
+
+    store = _open(ctx, config)
     try:
         holder = store.current_holder()
-        eviction = store.refusal()
+        problem = store.refusal()
     except (StoreOutage, StoreRefusal) as e:
-        return [fail(NAME, f"{config.display}: {e}", f"check that Redis runs and {config.source} points at it")]
+        return [
+            fail(
+                NAME,
+                f"{config.store} {config.display}: {e}",
+                f"check that {config.store} runs and {config.source} points at it",
+            )
+        ]
     finally:
         store.close()
-    at = f"key {config.key} at {config.display}, TTL {config.ttl:g} s"
+    if config.database is not None:
+        at = f"in {config.store} at {config.display} ({why_database(ctx.settings)}), TTL {config.ttl:g} s"
+    else:
+        at = f"key {config.key} in Redis at {config.display}, TTL {config.ttl:g} s"
     if holder is None:
         results = [warn(NAME, f"nobody holds it ({at})", "start `spiffctl run --role background` (two for a standby)")]
+    elif config.database is not None and config.database.kind == "sqlite":
+        results = [ok(NAME, f"held by {holder.describe()} ({at})")]
     else:
         results = [ok(NAME, f"held by {holder.describe()}, {holder.ttl_left:.1f} s left ({at})")]
-    if eviction:
-        results.append(fail(POLICY, eviction, "set maxmemory-policy noeviction on that Redis"))
+    if config.database is not None:
+        return results
+    if problem:
+        results.append(fail(POLICY, problem, "set maxmemory-policy noeviction on that Redis"))
     else:
         results.append(ok(POLICY, "this Redis never evicts keys"))
     return results
