@@ -11,9 +11,10 @@
   within :data:`~spiffctl.celeryping.PING_TIMEOUT` (0.8 s). A live process proves little: a worker
   whose processes are stopped (SIGSTOP) or wedged keeps its pid and its broker connection, and
   only the ping tells it apart. The checks run cheapest first: /proc, one broker connection,
-  then the ping, which starts the backend venv's python and imports Celery (~0.2 s on 2 cores,
-  on top of the answer: a few ms from a healthy worker, the whole 0.8 s from a frozen one).
-  Measured in ``bench/healthcheck.py``: see README, "spiffctl healthcheck".
+  then the ping, which starts the backend venv's python, imports Celery and connects (~0.3 s on
+  2 cores), then waits for the answer: a few ms from a healthy worker, the whole 0.8 s from a
+  frozen one, which is why the wait is shortened when the caller's ``deadline`` is nearer.
+  ``bench/healthcheck.py`` (README, "spiffctl healthcheck"): 0.6 s healthy, 1.4 s frozen.
 
   When the ping cannot run at all (no ``<backend root>/.venv/bin/python``, or no Celery in it),
   the worker is *unhealthy*, with the path and the fix in the line. Falling back to the old
@@ -24,8 +25,8 @@
   worker; there the old check stands and the line says so.
 
 Each check returns a :data:`Verdict` and may block on a probe for :data:`PROBE_TIMEOUT`; the ping
-ends by itself within ``PING_TIMEOUT + START_ALLOWANCE`` (1.4 s). The caller bounds the whole
-(``healthcheck`` with a deadline thread, 1.8 s from exec): a frozen worker costs about 1.2 s.
+child ends by itself within ``PING_TIMEOUT + START_ALLOWANCE`` (1.4 s). The caller bounds the
+whole (``healthcheck`` with a deadline thread, 1.8 s from exec) and passes that deadline on.
 """
 
 from __future__ import annotations

@@ -139,11 +139,12 @@ class HTTPStub:
 
 @contextlib.contextmanager
 def celery_worker(
-    tmp_path: Path, run_dir: Path, broker: str, argv_log: Path | None = None
+    tmp_path: Path, run_dir: Path, broker: str, argv_log: Path | None = None, **extra: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """`spiffctl run --role worker` whose stand-in script execs a real Celery worker on ``broker``
     (from the stand-in backend's venv, as the real script does); yields (process, env) once the
-    worker answers the healthcheck. Killed with its whole process group afterwards."""
+    worker answers the healthcheck. ``extra``: more variables for the worker and the healthcheck
+    alike (one container's environment). Killed with its whole process group afterwards."""
     from tests.standins import give_venv
 
     backend = backend_root(tmp_path / "backend", standins=True)
@@ -157,6 +158,7 @@ def celery_worker(
             SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
             SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=broker,
         ),
+        **extra,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "spiffctl", "run", "--role", "worker", "--no-wait"],

@@ -171,6 +171,14 @@ def test_worker_healthy_when_celery_answers_the_ping(tmp_path, run_dir, private_
         assert r.code == 1 and "refused" in r.out
 
 
+def test_worker_named_by_celery_worker_hostname_is_pinged_by_that_name(tmp_path, run_dir, private_redis):
+    # `celery worker` reads CELERY_WORKER_HOSTNAME (Click's CELERY_ prefix) like -n, %h expanded.
+    with celery_worker(tmp_path, run_dir, private_redis.url, CELERY_WORKER_HOSTNAME="w1@%h") as (worker, env):
+        r = spiffctl("healthcheck", env=env)
+    assert r.code == 0, r
+    assert r.out == f"healthy: worker: pid {worker.pid} alive; w1@{socket.gethostname()} answered the ping\n"
+
+
 def test_worker_frozen_by_sigstop_is_unhealthy(tmp_path, run_dir, private_redis):
     with celery_worker(tmp_path, run_dir, private_redis.url) as (worker, env):
         os.killpg(worker.pid, signal.SIGSTOP)  # the main process and its pool: alive, connected, silent
