@@ -5,20 +5,38 @@
   is alive and either runs the scheduler (``holder`` or ``unleased``, with a live child) or is a
   ``standby`` that reaches the lease store (Redis or the database). The runner rewrites it on every
   lease renewal (every TTL/3), so the file is stale after three missed renewals, i.e. one TTL; with
-  a floor of 10 s so that a short TTL on a busy machine does not flap. Stale state is unhealthy: the runner is stuck.
-* worker: the process ``run --role worker`` became (recorded in the run dir) is alive and the
-  broker answers.
+  a floor of 10 s so that a short TTL on a busy machine does not flap. Stale state is unhealthy:
+  the runner is stuck.
+* worker: the process ``run --role worker`` became (recorded in the run dir) is alive, the broker
+  answers, and the worker itself answers Celery's broadcast ``ping`` (:mod:`spiffctl.celeryping`)
+  within :data:`~spiffctl.celeryping.PING_TIMEOUT` (0.8 s). A live process proves little: a worker
+  whose processes are stopped (SIGSTOP) or wedged keeps its pid and its broker connection, and
+  only the ping tells it apart. The checks run cheapest first: /proc, one broker connection,
+  then the ping, which starts the backend venv's python, imports Celery and connects (~0.3 s on
+  2 cores), then waits for the answer: a few ms from a healthy worker, the whole 0.8 s from a
+  frozen one, which is why the wait is shortened when the caller's ``deadline`` is nearer.
+  ``bench/healthcheck.py`` (README, "spiffctl healthcheck"): 0.6 s healthy, 1.4 s frozen.
 
-Each check returns a :data:`Verdict` and may block on a probe for :data:`PROBE_TIMEOUT`; the caller
-bounds the whole (``healthcheck`` with a deadline thread).
+  When the ping cannot run at all (no ``<backend root>/.venv/bin/python``, or no Celery in it),
+  the worker is *unhealthy*, with the path and the fix in the line. Falling back to the old
+  process-and-broker check would report a frozen worker healthy again, silently, on exactly the
+  installs that are set up differently from the image; and the worker itself runs Celery from
+  that venv, so a venv without Celery means spiffctl is looking at the wrong backend root. The
+  exception is an SQS broker: Celery has no remote control over SQS, so nothing can ping the
+  worker; there the old check stands and the line says so.
+
+Each check returns a :data:`Verdict` and may block on a probe for :data:`PROBE_TIMEOUT`; the ping
+child ends by itself within ``PING_TIMEOUT + START_ALLOWANCE`` (1.4 s). The caller bounds the
+whole (``healthcheck`` with a deadline thread, 1.8 s from exec) and passes that deadline on.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from spiffctl import procfs, state
+from spiffctl import celeryping, procfs, state
 from spiffctl.roles import ALL, Health, Need, Role, roles_for
 from spiffctl.settings import PORT, Settings, load
 
@@ -32,23 +50,26 @@ DEFAULT_INTERVAL = 5.0
 Verdict = tuple[bool, str]
 
 
-def one_role(role: Role, env: Mapping[str, str], settings: Settings) -> Verdict:
+def one_role(role: Role, env: Mapping[str, str], settings: Settings, deadline: float | None = None) -> Verdict:
+    """``deadline`` (``time.monotonic()``): when the caller gives up; the worker's ping fits inside."""
     # Dispatch on the role table's Health, so a new role reuses a probe with one table edit.
     checks: dict[Health, Callable[[], Verdict]] = {
         Health.HTTP_STATUS: lambda: api(settings),
         Health.LEASE_STATE: lambda: background(env),
-        Health.WORKER: lambda: worker(settings, env),
+        Health.WORKER: lambda: worker(settings, env, deadline),
     }
     return checks[role.health]()
 
 
-def every_role(env: Mapping[str, str]) -> Verdict:
+def every_role(env: Mapping[str, str], deadline: float | None = None) -> Verdict:
     """``run --role all``: healthy when every role it runs is, each read from its own run dir."""
     settings = load(env)
     base = state.run_dir(env, create=False)
     roles = roles_for(ALL, celery_enabled=settings.celery_enabled)
     for role in roles:
-        healthy, line = one_role(role, {**env, state.RUN_DIR_VAR: str(state.role_run_dir(base, role.name))}, settings)
+        healthy, line = one_role(
+            role, {**env, state.RUN_DIR_VAR: str(state.role_run_dir(base, role.name))}, settings, deadline
+        )
         if not healthy:
             return False, f"{role.name}: {line}"
     return True, f"{', '.join(r.name for r in roles)} healthy"
@@ -108,7 +129,7 @@ def background(env: Mapping[str, str]) -> Verdict:
     return False, f"runner state has unknown mode {mode!r}"
 
 
-def worker(settings: Settings, env: Mapping[str, str]) -> Verdict:
+def worker(settings: Settings, env: Mapping[str, str], deadline: float | None = None) -> Verdict:
     record = state.remembered_process("worker", env)
     if record is None:
         return False, "no worker process recorded; was it started with `spiffctl run --role worker`?"
@@ -124,7 +145,41 @@ def worker(settings: Settings, env: Mapping[str, str]) -> Verdict:
     outcome = probes.check(broker, PROBE_TIMEOUT)
     if not outcome.ok:
         return False, settings.redactor(f"pid {pid} alive but {describe(broker)}: {outcome.detail}")
-    return True, f"pid {pid} alive; {describe(broker)} answers"
+    if broker.kind == "sqs":
+        return True, f"pid {pid} alive; {describe(broker)} answers (Celery cannot ping a worker over SQS)"
+    # The root the worker was started from (older records lack it): its venv runs the worker.
+    python = celeryping.venv_python(Path(record.get("backend_dir") or settings.backend_dir))
+    return _pinged(celeryping.ping(python, broker.url, settings.env, deadline), pid, python, settings)
+
+
+def _pinged(reply: celeryping.Reply, pid: object, python: Path, settings: Settings) -> Verdict:
+    node = reply.node or "the worker"
+    lines: dict[str, Verdict] = {
+        "pong": (True, f"pid {pid} alive; {node} answered the ping"),
+        "silent": (
+            False,
+            f"{node} did not answer the ping within {reply.waited:.2g} s: frozen or busy "
+            f"(pid {pid} is alive and the broker answers)",
+        ),
+        "odd": (False, f"{node} answered the ping with {reply.detail} instead of pong"),
+        "broker": (False, f"pid {pid} alive but the ping could not use the broker: {reply.detail}"),
+        "no-celery": (
+            False,
+            f"cannot ping {node}: {python} cannot import Celery ({reply.detail}); the worker runs Celery from "
+            "that venv: install the backend's dependencies there (`uv sync` in the backend root), or start the "
+            "worker with --backend-dir pointing at the backend root",
+        ),
+        "no-python": (
+            False,
+            f"cannot ping {node}: {reply.detail} is missing or not executable; the backend's venv must be at "
+            "<backend root>/.venv as in its image: run `uv sync` in the backend root, or start the worker with "
+            "--backend-dir pointing at the backend root",
+        ),
+        "failed": (False, f"cannot ping {node}: {reply.detail}"),
+    }
+    healthy, line = lines[reply.kind]
+    # Driver text (kombu's errors) may quote the broker's address, never trusted to be clean.
+    return healthy, settings.redactor(line)
 
 
 def _number(value: object) -> float | None:

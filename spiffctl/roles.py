@@ -33,7 +33,7 @@ class Health(str, Enum):
 
     HTTP_STATUS = "GET /v1.0/status answers ok"
     LEASE_STATE = "runner state file is fresh"
-    WORKER = "worker process alive and broker answers"
+    WORKER = "worker process alive and answers Celery's ping"
 
 
 @dataclass(frozen=True)

@@ -112,11 +112,15 @@ PROCESS_FILE = "{role}.process.json"
 BACKGROUND_FILE = "background.json"
 
 
-def remember_process(role: str, env: Mapping[str, str] | None = None) -> None:
-    """Record this process as the one running ``role`` (call it right before the exec)."""
+def remember_process(role: str, backend_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    """Record this process as the one running ``role`` (call it right before the exec).
+
+    The backend root goes with it: ``healthcheck --role worker`` runs Celery from that root's venv,
+    whatever folder (or ``--backend-dir``) the healthcheck itself is started with."""
     pid = os.getpid()
+    record = {"pid": pid, "start": procfs.start_time(pid), "backend_dir": str(backend_dir)}
     try:
-        write_json(run_dir(env) / PROCESS_FILE.format(role=role), {"pid": pid, "start": procfs.start_time(pid)})
+        write_json(run_dir(env) / PROCESS_FILE.format(role=role), record)
     except (OSError, ConfigError):
         pass  # as for remember_role
 

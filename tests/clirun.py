@@ -3,19 +3,21 @@ a tiny HTTP server. (Local to these tests; the infra branch's conftest brings fu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.servers import Blackhole
+from tests.servers import Blackhole, wait_until
 
 SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_worker")
 # A stand-in history: base -> head. A database "behind by one" sits at BASE.
@@ -133,3 +135,45 @@ class HTTPStub:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def celery_worker(
+    tmp_path: Path, run_dir: Path, broker: str, argv_log: Path | None = None, **extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """`spiffctl run --role worker` whose stand-in script execs a real Celery worker on ``broker``
+    (from the stand-in backend's venv, as the real script does); yields (process, env) once the
+    worker answers the healthcheck. ``extra``: more variables for the worker and the healthcheck
+    alike (one container's environment). Killed with its whole process group afterwards."""
+    from tests.standins import give_venv
+
+    backend = backend_root(tmp_path / "backend", standins=True)
+    give_venv(backend, argv_log=argv_log)
+    env = {
+        "PATH": os.environ["PATH"],
+        "SPIFFCTL_RUN_DIR": str(run_dir),
+        "STANDIN_CELERY": "true",
+        **base_env(
+            backend,
+            SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+            SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=broker,
+        ),
+        **extra,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spiffctl", "run", "--role", "worker", "--no-wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: (r := spiffctl("healthcheck", env=env)).code == 0 and r, timeout=60, what="celery worker answers"
+        )
+        yield proc, env
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped process group dies on SIGKILL too, but thaw it first
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import HTTPStub, backend_root, base_env, spiffctl
-from tests.servers import Blackhole, ClosedPort, wait_until
-from tests.standins import read_records
+from spiffctl import procfs
+from tests.clirun import HTTPStub, backend_root, base_env, celery_worker, spiffctl
+from tests.servers import Blackhole, ClosedPort, PrivateRedis, wait_until
+from tests.standins import give_venv, read_records
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -156,35 +159,128 @@ def test_background_without_state_file(run_dir):
 # ------------------------------------------------------------------------------------ worker
 
 
-def test_worker_started_by_run_then_killed(tmp_path, run_dir):
-    backend = backend_root(tmp_path / "backend", standins=True)
-    env = {
-        "PATH": os.environ["PATH"],
-        "SPIFFCTL_RUN_DIR": str(run_dir),
-        **base_env(
-            backend,
-            SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-            SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS,
-        ),
-    }
-    worker = subprocess.Popen([sys.executable, "-m", "spiffctl", "run", "--role", "worker", "--no-wait"], env=env)
-    try:
-        wait_until(lambda: (run_dir / "worker.process.json").exists(), timeout=15, what="worker recorded")
-        wait_until(
-            lambda: b"start_celery_worker" in Path(f"/proc/{worker.pid}/cmdline").read_bytes(), timeout=15, what="exec"
-        )
+def test_worker_healthy_when_celery_answers_the_ping(tmp_path, run_dir, private_redis):
+    with celery_worker(tmp_path, run_dir, private_redis.url) as (worker, env):
         # No --role: the role `run` remembered.
         r = spiffctl("healthcheck", env=env)
         assert r.code == 0, r
-        assert r.out.startswith(f"healthy: worker: pid {worker.pid} alive; broker (redis at 127.0.0.1:6379/0)")
+        assert r.out == f"healthy: worker: pid {worker.pid} alive; celery@{socket.gethostname()} answered the ping\n"
+        assert b"celery" in Path(f"/proc/{worker.pid}/cmdline").read_bytes()  # the process run exec'd into
         with ClosedPort() as closed:
             r = spiffctl("healthcheck", env={**env, "SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL": closed.url("redis")})
         assert r.code == 1 and "refused" in r.out
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    r = spiffctl("healthcheck", env=env)
-    assert r.code == 1 and f"worker process (pid {worker.pid}) is not running" in r.out
+
+
+def test_worker_named_by_celery_worker_hostname_is_pinged_by_that_name(tmp_path, run_dir, private_redis):
+    # `celery worker` reads CELERY_WORKER_HOSTNAME (Click's CELERY_ prefix) like -n, %h expanded.
+    with celery_worker(tmp_path, run_dir, private_redis.url, CELERY_WORKER_HOSTNAME="w1@%h") as (worker, env):
+        r = spiffctl("healthcheck", env=env)
+    assert r.code == 0, r
+    assert r.out == f"healthy: worker: pid {worker.pid} alive; w1@{socket.gethostname()} answered the ping\n"
+
+
+def test_worker_frozen_by_sigstop_is_unhealthy(tmp_path, run_dir, private_redis):
+    with celery_worker(tmp_path, run_dir, private_redis.url) as (worker, env):
+        os.killpg(worker.pid, signal.SIGSTOP)  # the main process and its pool: alive, connected, silent
+        try:
+            r = spiffctl("healthcheck", env=env)
+        finally:
+            os.killpg(worker.pid, signal.SIGCONT)
+        assert r.code == 1, r
+        # 0.8 s, or less when a busy machine made the healthcheck's own start-up eat into its bound.
+        said = re.fullmatch(
+            rf"unhealthy: worker: celery@{re.escape(socket.gethostname())} did not answer the ping within "
+            rf"(0\.\d+) s: frozen or busy \(pid {worker.pid} is alive and the broker answers\)\n",
+            r.out,
+        )
+        assert said and float(said[1]) <= 0.8, r
+        # Thawed, it answers again.
+        wait_until(lambda: spiffctl("healthcheck", env=env).code == 0, timeout=30, what="thawed worker answers")
+
+
+def test_worker_dead_is_unhealthy(tmp_path, run_dir, private_redis):
+    with celery_worker(tmp_path, run_dir, private_redis.url) as (worker, env):
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=15)
+        r = spiffctl("healthcheck", env=env)
+    assert r.code == 1 and r.out == f"unhealthy: worker: worker process (pid {worker.pid}) is not running\n"
+
+
+def test_worker_ping_never_shows_the_broker_password(tmp_path, run_dir, make_server):
+    password = "pw-Zq8x7kvq"
+    redis = make_server(PrivateRedis, requirepass=password)
+    argv_log = tmp_path / "argv.jsonl"
+    with celery_worker(tmp_path, run_dir, redis.url, argv_log) as (_, env):
+        assert password in env["SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL"]
+        r = spiffctl("healthcheck", env=env)
+        assert r.code == 0, r
+        assert password not in r.out + r.err
+    pings = [argv for argv in map(json.loads, argv_log.read_text().splitlines()) if "-c" in argv]
+    assert pings, "the healthcheck never ran the backend venv's python"
+    for argv in pings:
+        assert not any("redis://" in a or password in a for a in argv), argv
+
+
+@pytest.fixture
+def recorded_worker(run_dir, child, tmp_path):
+    """A live process recorded as the worker, started from a stand-in backend without a venv."""
+    backend = backend_root(tmp_path / "backend", standins=True)
+    record = {"pid": child.pid, "start": procfs.start_time(child.pid), "backend_dir": str(backend)}
+    (run_dir / "worker.process.json").write_text(json.dumps(record))
+    return backend
+
+
+def test_worker_that_never_answers_over_amqp_shows_no_password(
+    run_dir, child, recorded_worker, shared_rabbitmq, tmp_path
+):
+    argv_log = tmp_path / "argv.jsonl"
+    give_venv(recorded_worker, argv_log=argv_log)
+    r = health(
+        run_dir,
+        "--role",
+        "worker",
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_rabbitmq,  # amqp://guest:guest@...
+    )
+    assert r.code == 1, r
+    assert "did not answer the ping within 0." in r.out and f"frozen or busy (pid {child.pid} " in r.out
+    assert "guest:guest" not in r.out + r.err
+    [argv] = map(json.loads, argv_log.read_text().splitlines())
+    assert not any("amqp://" in a or "guest" in a for a in argv), argv
+
+
+def test_worker_without_backend_venv_says_where_it_looked(run_dir, recorded_worker):
+    r = health(
+        run_dir,
+        "--role",
+        "worker",
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS,
+    )
+    assert r.code == 1, r
+    assert r.out.startswith(
+        f"unhealthy: worker: cannot ping the worker: {recorded_worker}/.venv/bin/python is missing or not executable; "
+    )
+    assert "uv sync" in r.out and "--backend-dir" in r.out
+
+
+def test_worker_with_a_backend_venv_without_celery_says_so(run_dir, recorded_worker):
+    python = sys._base_executable  # the interpreter this venv was made from: no Celery in it
+    if subprocess.run([python, "-I", "-c", "import celery"], capture_output=True).returncode == 0:
+        pytest.skip(f"{python} has Celery")
+    give_venv(recorded_worker, python=python)
+    r = health(
+        run_dir,
+        "--role",
+        "worker",
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS,
+    )
+    assert r.code == 1, r
+    assert r.out.startswith(
+        f"unhealthy: worker: cannot ping the worker: {recorded_worker}/.venv/bin/python cannot import Celery "
+        "(No module named 'celery'); "
+    )
 
 
 def test_worker_pid_reused_by_another_process(run_dir, child):

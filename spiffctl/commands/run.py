@@ -62,5 +62,6 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     state.remember_role(role.name)
     if lease is not None:
         guard.run_singleton(settings, lease, role, script, env, say=say)
-    state.remember_process(role.name)  # the exec keeps this pid: healthcheck --role worker watches it
+    # The exec keeps this pid: healthcheck --role worker watches it, and pings from this root's venv.
+    state.remember_process(role.name, settings.backend_dir)
     exec_script(script, settings.backend_dir, env)

@@ -34,6 +34,11 @@ three roles share one environment.
 ``STANDIN_STATUS_OK``  ``false``: API status answers 500 ``{"ok": false}``
 ``STANDIN_STATUS_FILE`` file read at every status request: content ``false`` -> 500 (flip at runtime)
 ``STANDIN_HEARTBEAT``  worker's print interval in seconds (default 1)
+``STANDIN_CELERY``     ``true``: once started, the worker execs a real Celery worker (one pool
+                       process) on ``SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL`` with the app in
+                       ``src/standin_celery_worker.py``, run by ``<root>/.venv/bin/python`` as the
+                       real script's direct exec does (:func:`give_venv` makes that python); it
+                       answers Celery's ``ping`` like the backend's worker. Record ``celery``
 ``STANDIN_MAX_LIFETIME`` safety net: every stand-in process exits after this (default 300 s)
 ``STANDIN_CHECK_CWD``  ``false`` to skip the working-directory check
 ``STANDIN_BIND``       API bind address (default ``0.0.0.0``, like gunicorn's ``--bind``)
@@ -142,6 +147,29 @@ def copy_backend(dest: Path, *, migrations: bool = True) -> Path:
     ignore = ["__pycache__"] if migrations else ["__pycache__", "migrations"]
     shutil.copytree(BACKEND_TEMPLATE, dest, symlinks=True, ignore=shutil.ignore_patterns(*ignore))
     return dest.resolve()
+
+
+def give_venv(backend: Path, *, python: str = sys.executable, argv_log: Path | None = None) -> Path:
+    """Make ``<backend>/.venv/bin/python``, the backend venv's interpreter, run ``python`` (default:
+    this test venv's, which has Celery); return its path.
+
+    A wrapper, not a symlink: through a symlink Python would look for ``pyvenv.cfg`` next to the
+    link and start without this venv's packages. With ``argv_log`` it appends each invocation's
+    arguments (one JSON list a line) first, so a test can check what ``ps`` would have shown."""
+    bin_dir = backend / ".venv" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / "python"
+    wrapper.write_text(
+        f"#!{python}\n"
+        "import json, os, sys\n"
+        f"log = {str(argv_log) if argv_log else ''!r}\n"
+        "if log:\n"
+        "    with open(log, 'a', encoding='utf-8') as f:\n"
+        "        f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"os.execv({python!r}, [{python!r}, *sys.argv[1:]])\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def _engine(url: str) -> Any:

@@ -285,6 +285,22 @@ def _migrations(role: str, script: str) -> None:
         time.sleep(poll)
 
 
+def _exec_celery(role: str) -> None:
+    """What the real script does last: exec a Celery worker from the backend's venv (its direct-exec
+    path, ``<root>/.venv/bin/celery``), here with the stand-in app and one pool process."""
+    python = os.path.join(BACKEND_ROOT, ".venv", "bin", "python")
+    argv = [python, "-m", "celery", "-A", "src.standin_celery_worker", "worker", "--loglevel=info", "--concurrency=1"]
+    record(role, "celery", python=python)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(python, argv)
+    except OSError as exc:
+        say(f"./bin/start_celery_worker: line 25: {python}: {exc.strerror}", err=True)
+        record(role, "error", reason="celery", error=str(exc), exit_code=127)
+        _exit(127)
+
+
 def main(role: str, script: str) -> None:
     _state["role"] = role
     _install_signals(role)
@@ -333,6 +349,8 @@ def main(role: str, script: str) -> None:
         time.sleep(delay)
     _state["starting"] = False
 
+    if role == "worker" and _flag("CELERY") == "true":
+        _exec_celery(role)
     if role == "api":
         _serve_api(role)
     else:
