@@ -1,7 +1,7 @@
 """The real Dockerfile, built on a stand-in backend image and run, with no Docker engine.
 
-The stand-in base (tests/image/build-base) is a debootstrapped Debian root fs with python3, bash
-and stand-in bin scripts at /app/bin. spiffctl's wheels are prepared like an operator would for an
+The stand-in base (tests/image/build-base) is a debootstrapped Debian root fs with python3, bash,
+Celery in /app/.venv and stand-in bin scripts at /app/bin. spiffctl's wheels are prepared like an operator would for an
 offline build (scripts/build_wheels.py) and the Dockerfile is built with ``PIP_NO_INDEX=1`` by
 ``podman build --isolation=chroot``; commands then run in the image with
 ``buildah run --isolation chroot`` on the host network, against the machine's PostgreSQL and Redis.
@@ -55,7 +55,8 @@ def _skip_unless_tools() -> None:
 
 def _base_image() -> str:
     try:
-        return sh(str(ROOT / "tests/image/build-base"), timeout=480).stdout.strip().splitlines()[-1]
+        env = {**os.environ, "PYTHON": sys.executable}  # its pip downloads the worker's Celery wheels
+        return sh(str(ROOT / "tests/image/build-base"), timeout=480, env=env).stdout.strip().splitlines()[-1]
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"cannot build the stand-in base image (debootstrap/podman unusable here?): {e}")
 
