@@ -11,8 +11,10 @@ connector's healthcheck as written); the backend image is the one built from the
 ulimits, and the netavark network backend, whose aardvark-dns resolves service names (the CNI
 backend here has no DNS plugin). Select with ``-m image``.
 
-Not covered: compose.split.yaml, whose PostgreSQL, Redis and nginx images would have to be built
-locally as well.
+compose.split.yaml likewise, its PostgreSQL, Redis and nginx images substituted by the stand-in
+base with Debian's packages behind the official images' contracts: every backend replica healthy,
+exactly one Background runs the scheduler (the other is its standby), the API answers through
+nginx on the published port.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,23 +61,46 @@ services:
       - mkdir -p /tmp/s/v1 && touch /tmp/s/v1/liveness && cd /tmp/s && exec python3 -m http.server 8004
 """
 
+# compose.split.yaml's services, on the same stand-in base: Debian's PostgreSQL, Redis and nginx
+# behind the official images' contracts (tests/image/services); the services' own commands and
+# healthchecks as written, except the two images whose command is their image's default.
+SPLIT_STANDINS = (
+    STANDINS
+    + """  postgres:
+    image: {base}
+    command: ["standin-postgres"]
+  redis:
+    image: {base}
+  api-lb:
+    image: {base}
+    command: ["nginx", "-g", "daemon off;"]
+"""
+)
+
 BACKEND = "spiffworkflow-backend"
+PASSWORD = "a-test-only-postgres-password"
 
 
 class Project:
-    def __init__(self, root: Path, image: str, base: str) -> None:
+    def __init__(self, root: Path, file: str, image: str, base: str) -> None:
         self.root = root
+        self.file = file
         self.name = f"spiffctl{uuid.uuid4().hex[:8]}"
         (root / "secrets").mkdir(parents=True)
         (root / "process_models").mkdir()
         (root / "secrets" / "flask_session_secret_key").write_text("a-test-only-session-key\n")
-        shutil.copy2(ROOT / "compose.yaml", root / "compose.yaml")
-        (root / "standins.yaml").write_text(STANDINS.format(base=base))
+        (root / "secrets" / "postgres_password").write_text(PASSWORD + "\n")
+        uri = f"postgresql://spiffworkflow:{PASSWORD}@postgres:5432/spiffworkflow\n"
+        (root / "secrets" / "database_uri").write_text(uri)
+        shutil.copy2(ROOT / file, root / file)
+        shutil.copytree(ROOT / "deploy" / "compose", root / "deploy" / "compose")
+        standins = SPLIT_STANDINS if file == "compose.split.yaml" else STANDINS
+        (root / "standins.yaml").write_text(standins.format(base=base))
         (root / "containers.conf").write_text(CONTAINERS_CONF)
         self.env = {**os.environ, "CONTAINERS_CONF": str(root / "containers.conf"), "SPIFFCTL_IMAGE": image}
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "podman_compose", "-p", self.name, "-f", "compose.yaml", "-f", "standins.yaml"]
+        cmd = [sys.executable, "-m", "podman_compose", "-p", self.name, "-f", self.file, "-f", "standins.yaml"]
         done = subprocess.run([*cmd, *args], cwd=self.root, env=self.env, capture_output=True, text=True, timeout=180)
         if check:
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -86,15 +112,22 @@ class Project:
             assert done.returncode == 0, done.stderr[-2000:]
         return done
 
-    def container(self, service: str) -> str:
-        return f"{self.name}_{service}_1"
+    def container(self, service: str, replica: int = 1) -> str:
+        return f"{self.name}_{service}_{replica}"
+
+    def logs(self, service: str, replica: int = 1) -> str:
+        done = self.podman("logs", self.container(service, replica), check=False)
+        return done.stdout + done.stderr
 
     def inspect(self, service: str) -> dict:
-        (data,) = json.loads(self.podman("inspect", self.container(service)).stdout)
+        return self.inspect_replica(service, 1)
+
+    def inspect_replica(self, service: str, replica: int) -> dict:
+        (data,) = json.loads(self.podman("inspect", self.container(service, replica)).stdout)
         return data
 
-    def healthy(self, service: str) -> bool:
-        return self.podman("healthcheck", "run", self.container(service), check=False).returncode == 0
+    def healthy(self, service: str, replica: int = 1) -> bool:
+        return self.podman("healthcheck", "run", self.container(service, replica), check=False).returncode == 0
 
     def leftovers(self) -> list[str]:
         found = []
@@ -105,19 +138,26 @@ class Project:
 
 
 @pytest.fixture
-def project(built: Built, tmp_path: Path) -> Iterator[Project]:  # noqa: F811 (the fixture imported above)
+def make_project(built: Built, tmp_path: Path) -> Iterator:  # noqa: F811 (the fixture imported above)
     if not all(Path("/usr/lib/podman", tool).exists() for tool in ("netavark", "aardvark-dns")):
         pytest.skip("compose test needs netavark and aardvark-dns (apt-get install netavark aardvark-dns)")
     for port in (8000, 8001):
         if port_open(port):
             pytest.skip(f"compose.yaml publishes port {port}, which is in use on this machine")
     base = built.inspect["Config"]["Labels"]["org.opencontainers.image.base.name"]
-    p = Project(tmp_path / "project", built.image, base)
-    yield p
-    p.compose("down", "-v", check=False)
+    made: list[Project] = []
+
+    def make(file: str) -> Project:
+        made.append(Project(tmp_path / "project", file, built.image, base))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.compose("down", "-v", check=False)
 
 
-def test_compose_yaml_up_healthy_and_down_leaves_nothing(project: Project) -> None:
+def test_compose_yaml_up_healthy_and_down_leaves_nothing(make_project) -> None:
+    project = make_project("compose.yaml")
     project.compose("up", "-d")
     assert eventually(lambda: project.healthy(BACKEND), 90, 1.0), project.podman(
         "logs", project.container(BACKEND)
@@ -154,5 +194,29 @@ def test_compose_yaml_up_healthy_and_down_leaves_nothing(project: Project) -> No
     assert time.monotonic() - started < 20
     state = project.inspect(BACKEND)["State"]
     assert (state["Status"], state["ExitCode"]) == ("exited", 0)
+    project.compose("down", "-v")
+    assert project.leftovers() == []
+
+
+def test_compose_split_yaml_up_one_background_and_down_leaves_nothing(make_project) -> None:
+    project = make_project("compose.split.yaml")
+    project.compose("up", "-d")
+    for service in ("postgres", "redis"):
+        assert eventually(lambda s=service: project.healthy(s), 60, 1.0), project.logs(service)
+    backends = [("api-1", 1), ("api-2", 1), ("background", 1), ("background", 2), ("worker", 1), ("worker", 2)]
+    for service, replica in backends:
+        assert eventually(lambda s=service, r=replica: project.healthy(s, r), 120, 1.0), project.logs(service, replica)
+    # The lease (in the Redis broker): one scheduler, one hot standby.
+    logs = [project.logs("background", r) for r in (1, 2)]
+    assert sum("under the lease" in text for text in logs) == 1, logs
+    assert sum("standby: the Background lease is held by" in text for text in logs) == 1, logs
+    # The API through nginx, on the port the file publishes.
+    assert eventually(lambda: port_open(8000), 30)
+    with urllib.request.urlopen("http://127.0.0.1:8000/v1.0/status", timeout=10) as answer:
+        assert json.loads(answer.read())["ok"] is True
+    for service, replica in [*backends, ("postgres", 1), ("redis", 1), ("api-lb", 1)]:
+        assert project.inspect_replica(service, replica)["RestartCount"] == 0, service
+    everything = "".join(project.logs(s, r) for s, r in backends)
+    assert PASSWORD not in everything and "Traceback" not in everything
     project.compose("down", "-v")
     assert project.leftovers() == []
