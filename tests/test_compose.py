@@ -9,7 +9,8 @@ proxy become small HTTP servers on the stand-in base image (whose stand-in curl 
 connector's healthcheck as written); the backend image is the one built from the Dockerfile
 (``SPIFFCTL_IMAGE``, which compose.yaml reads). podman runs with a containers.conf of the test's own: runc with lowered
 ulimits, and the netavark network backend, whose aardvark-dns resolves service names (the CNI
-backend here has no DNS plugin). Select with ``-m image``.
+backend here has no DNS plugin). Select with ``-m container`` (or ``-m image``, which includes
+the image's build tests).
 
 compose.split.yaml likewise, its PostgreSQL, Redis and nginx images substituted by the stand-in
 base with Debian's packages behind the official images' contracts: every backend replica healthy,
@@ -35,7 +36,7 @@ import pytest
 from tests.servers import eventually, port_open
 from tests.test_image import ROOT, Built, built  # noqa: F401 (fixture)
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.image, pytest.mark.container, pytest.mark.timeout(900)]
 
 CONTAINERS_CONF = """\
 [containers]

@@ -6,7 +6,7 @@ base): tini is PID 1, the command is ``run --role X``, the engine runs the image
 SIGTERM on ``podman stop``. Containers use the host network and reach the machine's PostgreSQL and
 private Redis servers on 127.0.0.1. podman needs ``--runtime runc`` with lowered ulimits here (crun
 refuses hybrid cgroups; the default rlimits exceed the machine's hard limits). Select with
-``-m image``.
+``-m container`` (or ``-m image``, which includes the image's build tests).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from tests.servers import PrivateRedis, eventually
 from tests.test_image import PG_URI, Built, backend_env, built, free_port  # noqa: F401 (fixture)
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.image, pytest.mark.container, pytest.mark.timeout(900)]
 
 PODMAN = ["podman", "--runtime", "runc"]
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
