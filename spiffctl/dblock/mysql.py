@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from spiffctl.dblock.server import ServerLock
 from spiffctl.probes import mysql
 from spiffctl.settings import Endpoint
 
@@ -24,7 +25,7 @@ def lock_name(purpose: str, database: str) -> str:
     return f"spiffctl:{purpose}:{hashlib.sha256(database.encode()).hexdigest()[:32]}"
 
 
-class NamedLock:
+class NamedLock(ServerLock):
     def __init__(self, endpoint: Endpoint, purpose: str, timeout: float, *, name: str | None = None) -> None:
         self.name = name or lock_name(purpose, endpoint.parts.path)
         self.conn: Any = mysql.connect(endpoint, timeout)
@@ -35,35 +36,11 @@ class NamedLock:
         return self.one("SELECT GET_LOCK(%s, 0)", (self.name,)) == 1
 
     def holder(self) -> str | None:
-        with self.conn.cursor() as cur:
-            cur.execute(HOLDER_QUERY, (self.name,))
-            row = cur.fetchone()
+        row = self.row(HOLDER_QUERY, (self.name,))
         if row is None:
             return None
         connection, address = row
         return f"connection {connection} from {address}"
 
-    def alive(self) -> bool:
-        try:
-            return self.one("SELECT 1", ()) == 1
-        except Exception:
-            return False
-
-    def close(self) -> None:
-        # Release before closing: the server drops a closed session's locks only once its
-        # connection thread has noticed the close, and a waiter polling in between would miss
-        # its turn. The close still releases them if the query cannot run.
-        try:
-            self.one("SELECT RELEASE_LOCK(%s)", (self.name,))
-        except Exception:
-            pass
-        try:
-            self.conn.close()
-        except Exception:
-            pass
-
-    def one(self, query: str, args: tuple[object, ...]) -> object:
-        with self.conn.cursor() as cur:
-            cur.execute(query, args)
-            row = cur.fetchone()
-        return row[0] if row else None
+    def unlock(self) -> None:
+        self.one("SELECT RELEASE_LOCK(%s)", (self.name,))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from spiffctl.dblock import identity, key64
+from spiffctl.dblock.server import ServerLock
 from spiffctl.probes import postgres
 from spiffctl.settings import Endpoint
 
@@ -28,7 +29,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 """
 
 
-class AdvisoryLock:
+class AdvisoryLock(ServerLock):
     def __init__(self, endpoint: Endpoint, purpose: str, timeout: float, *, name: str | None = None) -> None:
         self.key = key64(name or f"spiffctl:{purpose}:{endpoint.parts.path}")
         # pg_locks shows the key's halves as unsigned 32-bit oids.
@@ -40,35 +41,11 @@ class AdvisoryLock:
         return bool(self.one("SELECT pg_try_advisory_lock(%s)", (self.key,)))
 
     def holder(self) -> str | None:
-        with self.conn.cursor() as cur:
-            cur.execute(HOLDER_QUERY, self.halves)
-            row = cur.fetchone()
+        row = self.row(HOLDER_QUERY, self.halves)
         if row is None:
             return None
         name, address, since = row
         return f"{name} from {address}, connected since {since} UTC"
 
-    def alive(self) -> bool:
-        try:
-            return self.one("SELECT 1", ()) == 1
-        except Exception:
-            return False
-
-    def close(self) -> None:
-        # Unlock before closing: the server releases a closed session's advisory locks only
-        # once its backend has exited, and a waiter polling in between would miss its turn.
-        # The close still releases them if the query cannot run.
-        try:
-            self.one("SELECT pg_advisory_unlock(%s)", (self.key,))
-        except Exception:
-            pass
-        try:
-            self.conn.close()
-        except Exception:
-            pass
-
-    def one(self, query: str, args: tuple[object, ...]) -> object:
-        with self.conn.cursor() as cur:
-            cur.execute(query, args)
-            row = cur.fetchone()
-        return row[0] if row else None
+    def unlock(self) -> None:
+        self.one("SELECT pg_advisory_unlock(%s)", (self.key,))

@@ -59,9 +59,7 @@ class MySQLSession:
         return self.lock.one("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,)) == 1
 
     def holder(self) -> Holder | None:
-        with self.lock.conn.cursor() as cur:
-            cur.execute(HOLDER_QUERY, (self.name,))
-            row = cur.fetchone()
+        row = self.lock.row(HOLDER_QUERY, (self.name,))
         if row is None:
             return None
         connection, address, command, seconds = row
@@ -79,7 +77,7 @@ class MySQLSession:
             return False
         value = int(str(self.lock.one("SELECT UUID_SHORT()", ())))
         self.lock.one("SELECT GET_LOCK(%s, 0)", (self.marker(value),))
-        self.lock.one("SELECT RELEASE_LOCK(%s)", (self.name,))
+        self.lock.unlock()
         self.released_at = time.monotonic()
         return True
 

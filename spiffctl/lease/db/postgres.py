@@ -93,9 +93,7 @@ class PostgresSession:
         return bool(self.lock.one(HOLDS_QUERY, self.lock.halves))
 
     def holder(self) -> Holder | None:
-        with self.conn.cursor() as cur:
-            cur.execute(HOLDER_QUERY, self.lock.halves)
-            row = cur.fetchone()
+        row = self.lock.row(HOLDER_QUERY, self.lock.halves)
         if row is None:
             return None
         name, address, idle = str(row[0] or ""), str(row[1]), float(row[2] or 0)
@@ -110,7 +108,7 @@ class PostgresSession:
         if not self.holds():
             return False
         self.conn.execute("SELECT pg_notify(%s, %s)", (self.channel, f"released {self.epoch}"))
-        self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        self.lock.unlock()
         return True
 
     def close(self) -> None:
