@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from spiffctl.settings import Endpoint, Need
 from tests import shared
 from tests.servers import (
     Blackhole,
@@ -139,6 +140,19 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     if kind == "mariadb":
         return kind, request.getfixturevalue("mysql_database")
     return kind, f"sqlite:///{tmp_path / 'db.sqlite3'}"
+
+
+@pytest.fixture(params=["postgres", "mysql", "sqlite"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Endpoint:
+    """A fresh, empty database of each kind as the backend's database endpoint; the SQLite file's
+    folder does not exist yet, as on a first start."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_database")
+    elif request.param == "mysql":
+        url = request.getfixturevalue("mysql_database")
+    else:
+        url = f"sqlite:///{tmp_path / 'instance' / 'db.sqlite3'}"
+    return Endpoint(Need.DATABASE, request.param, url, "SPIFFWORKFLOW_BACKEND_DATABASE_URI")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,17 +18,6 @@ from spiffctl.settings import Endpoint, Need
 from tests.servers import ClosedPort, eventually
 
 TTL = 3.0
-
-
-@pytest.fixture(params=["postgres", "mysql", "sqlite"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Endpoint:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_database")
-    elif request.param == "mysql":
-        url = request.getfixturevalue("mysql_database")
-    else:
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    return Endpoint(Need.DATABASE, request.param, url, "SPIFFWORKFLOW_BACKEND_DATABASE_URI")
 
 
 @pytest.fixture

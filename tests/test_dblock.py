@@ -8,25 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from spiffctl import dblock
 from spiffctl.settings import Endpoint, Need
 from tests.servers import wait_until
-
-
-@pytest.fixture(params=["postgres", "mysql", "sqlite"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Endpoint]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_database")
-    elif request.param == "mysql":
-        url = request.getfixturevalue("mysql_database")
-    else:
-        url = f"sqlite:///{tmp_path / 'instance' / 'db.sqlite3'}"  # the folder does not exist yet
-    yield Endpoint(Need.DATABASE, request.param, url, "SPIFFWORKFLOW_BACKEND_DATABASE_URI")
 
 
 def test_one_holder_at_a_time_and_the_waiter_can_name_it(db):

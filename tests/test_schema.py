@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -42,7 +40,10 @@ def execute(db: Endpoint, *statements: str) -> None:
 
         from spiffctl.probes.sqlite import path_of
 
-        with sqlite3.connect(path_of(db)) as conn:
+        path = path_of(db)
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)  # as the backend makes its instance folder
+        with sqlite3.connect(path) as conn:
             for s in statements:
                 conn.execute(s)
 
@@ -54,17 +55,6 @@ def set_revision(db: Endpoint, revision: str) -> None:
         "DELETE FROM alembic_version",
         f"INSERT INTO alembic_version VALUES ('{revision}')",
     )
-
-
-@pytest.fixture(params=["postgres", "mysql", "sqlite"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Endpoint]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_database")
-    elif request.param == "mysql":
-        url = request.getfixturevalue("mysql_database")
-    else:
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    yield Endpoint(Need.DATABASE, request.param, url, "SPIFFWORKFLOW_BACKEND_DATABASE_URI")
 
 
 def test_empty_then_revisions_are_read_on_one_connection(db):
