@@ -39,21 +39,12 @@ def make_cluster(tmp: Path, ttl: float) -> Cluster:
     return Cluster(tmp, ttl=ttl) if STORE == "redis" else DbCluster(tmp, STORE, ttl=ttl)
 
 
-def pair(cluster: Cluster):
-    cluster.prime()
-    a = cluster.start("a")
-    assert wait_for(lambda: cluster.workers_of("a"), 2 * cluster.ttl + 5), cluster.logs()
-    b = cluster.start("b")
-    assert wait_for(lambda: "standby: the Background lease is held by" in b.log(), 15), cluster.logs()
-    return a, b
-
-
 def failover(ttl: float, sig: int) -> tuple[float, float]:
     """(seconds from the signal to the standby's script start, overlap seconds)."""
     with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
         cluster = make_cluster(Path(tmp), ttl)
         try:
-            a, _ = pair(cluster)
+            a, _ = cluster.holder_and_standby()
             sent = time.monotonic()
             a.signal(sig)
             assert wait_for(lambda: cluster.workers_of("b"), 3 * ttl + 5), cluster.logs()
@@ -68,7 +59,7 @@ def frozen_replica(ttl: float) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
         cluster = make_cluster(Path(tmp), ttl)
         try:
-            a, _ = pair(cluster)
+            a, _ = cluster.holder_and_standby()
             a.signal_all(signal.SIGSTOP)
             frozen = time.monotonic()
             assert wait_for(lambda: cluster.workers_of("b"), 3 * ttl + 5), cluster.logs()
@@ -101,7 +92,7 @@ def queries_per_second(seconds: float = 30.0) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-lease-") as tmp:
         cluster = DbCluster(Path(tmp), STORE, ttl=15.0)
         try:
-            pair(cluster)
+            cluster.holder_and_standby()
             before = statements(cluster)
             time.sleep(seconds)
             return (statements(cluster) - before - 1) / seconds  # minus the counter's own query

@@ -249,6 +249,15 @@ class Cluster:
         self.replicas.append(replica)
         return replica
 
+    def holder_and_standby(self) -> tuple[Replica, Replica]:
+        """Replica ``a`` running the script, ``b`` its standby that has named it."""
+        self.prime()
+        a = self.start("a")
+        self.wait_worker("a", timeout=2 * self.ttl + 5)  # an unproven first grant waits one TTL
+        b = self.start("b")
+        self.wait_log(b, "standby: the Background lease is held by")
+        return a, b
+
     def runs(self):
         return read_runs(self.tmp / "records.txt")
 

@@ -46,15 +46,6 @@ def cluster(tmp_path: Path):
     c.close()
 
 
-def holder_and_standby(cluster: Cluster) -> tuple[Replica, Replica]:
-    cluster.prime()
-    a = cluster.start("a")
-    cluster.wait_worker("a")
-    b = cluster.start("b")
-    cluster.wait_log(b, "standby: the Background lease is held by")
-    return a, b
-
-
 def test_first_holder_waits_one_ttl_then_standby_names_it(cluster):
     a = cluster.start("a")
     started = time.monotonic()
@@ -73,7 +64,7 @@ def test_first_holder_waits_one_ttl_then_standby_names_it(cluster):
 
 
 def test_holder_sigkill_fails_over_after_the_ttl(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     killed = time.monotonic()
     a.signal(signal.SIGKILL)
     started = cluster.wait_worker("b", timeout=3 * TTL)
@@ -85,7 +76,7 @@ def test_holder_sigkill_fails_over_after_the_ttl(cluster):
 
 
 def test_holder_sigterm_hands_off_at_once(cluster):
-    a, b = holder_and_standby(cluster)
+    a, b = cluster.holder_and_standby()
     stopped = time.monotonic()
     a.signal(signal.SIGTERM)
     assert a.wait(10) == 128 + signal.SIGTERM  # the script's own code: it died by SIGTERM
@@ -100,14 +91,14 @@ def test_holder_sigterm_hands_off_at_once(cluster):
 
 
 def test_standby_exits_zero_on_sigterm(cluster):
-    _, b = holder_and_standby(cluster)
+    _, b = cluster.holder_and_standby()
     b.signal(signal.SIGTERM)
     assert b.wait(5) == 0
 
 
 @pytest.mark.parametrize("target", ["renewer", "process group"])
 def test_frozen_renewer_is_fenced_and_returns_to_standby(cluster, target):
-    a, b = holder_and_standby(cluster)
+    a, b = cluster.holder_and_standby()
     frozen = time.monotonic()
     if target == "renewer":
         a.signal(signal.SIGSTOP)
@@ -130,7 +121,7 @@ def test_frozen_renewer_is_fenced_and_returns_to_standby(cluster, target):
 
 
 def test_whole_replica_frozen_overlaps_less_than_a_second(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     a.signal_all(signal.SIGSTOP)  # like docker pause: renewer, watchdog and script alike
     frozen = time.monotonic()
     cluster.wait_worker("b", timeout=3 * TTL)
@@ -145,7 +136,7 @@ def test_whole_replica_frozen_overlaps_less_than_a_second(cluster):
 
 
 def test_redis_restart_without_persistence(cluster):
-    a, b = holder_and_standby(cluster)
+    a, b = cluster.holder_and_standby()
     restarted = time.monotonic()
     cluster.redis.restart()
     cluster.wait_log(a, "Redis restarted (new run_id)")
@@ -157,7 +148,7 @@ def test_redis_restart_without_persistence(cluster):
 
 
 def test_redis_unreachable_longer_than_the_ttl(cluster):
-    a, b = holder_and_standby(cluster)
+    a, b = cluster.holder_and_standby()
     cluster.redis.freeze()  # requests hang until they time out
     frozen = time.monotonic()
     try:
@@ -186,7 +177,7 @@ def test_script_exiting_by_itself_releases_and_passes_its_code(cluster):
 
 
 def test_killed_watchdog_is_backed_up_by_the_renewer(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     [old] = cluster.workers_of("a")
     watchdogs = [p for p in a.processes() if b"spiffctl.lease.watchdog" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(watchdogs) == 1
@@ -198,7 +189,7 @@ def test_killed_watchdog_is_backed_up_by_the_renewer(cluster):
 
 
 def test_state_file_for_healthcheck(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
 
     def state(name: str) -> dict:
         return json.loads((cluster.tmp / name / "background.json").read_text())
@@ -288,7 +279,7 @@ def test_a_bug_while_holding_fences_the_script_and_exits_70(tmp_path):
 
 
 def test_a_bug_on_standby_exits_70_and_leaves_the_holder_alone(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     b = cluster.start("bugged", faulty_command(cluster.tmp / "backend"), FAULT_AT_ACQUIRE="1")
     assert b.wait(10) == 70
     assert "internal error: TypeError" in b.log() and "standby:" not in b.log()

@@ -33,14 +33,6 @@ def pg_cluster(tmp_path: Path):
     c.close()
 
 
-def holder_and_standby(cluster: DbCluster) -> tuple[Replica, Replica]:
-    a = cluster.start("a")
-    cluster.wait_worker("a")
-    b = cluster.start("b")
-    cluster.wait_log(b, "standby: the Background lease is held by")
-    return a, b
-
-
 def test_first_holder_waits_one_ttl_and_says_where_the_lease_lives(cluster):
     a = cluster.start("a")
     started = time.monotonic()
@@ -62,7 +54,7 @@ def test_first_holder_waits_one_ttl_and_says_where_the_lease_lives(cluster):
 
 
 def test_holder_sigterm_hands_off_at_once(cluster):
-    a, b = holder_and_standby(cluster)
+    a, b = cluster.holder_and_standby()
     stopped = time.monotonic()
     a.signal(signal.SIGTERM)
     assert a.wait(10) == 128 + signal.SIGTERM
@@ -77,7 +69,7 @@ def test_holder_sigterm_hands_off_at_once(cluster):
 
 
 def test_holder_sigkill_fails_over_after_the_ttl(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     killed = time.monotonic()
     a.signal(signal.SIGKILL)  # the session closes at once; the script lives until its deadline
     started = cluster.wait_worker("b", timeout=3 * TTL)
@@ -88,7 +80,7 @@ def test_holder_sigkill_fails_over_after_the_ttl(cluster):
 
 
 def test_session_terminated_by_the_server(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     assert cluster.terminate_sessions() >= 2
     cluster.wait_log(a, "back to standby", timeout=4 * TTL)
     assert "our database session failed" in a.log()
@@ -97,7 +89,7 @@ def test_session_terminated_by_the_server(cluster):
 
 
 def test_frozen_renewer_is_fenced_and_dropped_by_the_server(cluster):
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     frozen = time.monotonic()
     a.signal(signal.SIGSTOP)
     started = cluster.wait_worker("b", timeout=4 * TTL)
@@ -112,7 +104,7 @@ def test_frozen_renewer_is_fenced_and_dropped_by_the_server(cluster):
 
 def test_whole_replica_frozen_overlaps_less_than_a_second(pg_cluster):
     cluster = pg_cluster
-    a, _ = holder_and_standby(cluster)
+    a, _ = cluster.holder_and_standby()
     a.signal_all(signal.SIGSTOP)
     frozen = time.monotonic()
     cluster.wait_worker("b", timeout=4 * TTL)
@@ -124,7 +116,7 @@ def test_whole_replica_frozen_overlaps_less_than_a_second(pg_cluster):
 
 def test_database_restart(pg_cluster):
     cluster = pg_cluster
-    holder_and_standby(cluster)
+    cluster.holder_and_standby()
     restarted = time.monotonic()
     cluster.server.restart()
     assert wait_for(lambda: len(cluster.runs()) == 2, 5 * TTL), cluster.logs()
@@ -135,7 +127,7 @@ def test_database_restart(pg_cluster):
 
 def test_database_unreachable_longer_than_the_ttl(pg_cluster):
     cluster = pg_cluster
-    holder_and_standby(cluster)
+    cluster.holder_and_standby()
     cluster.server.stop()
     time.sleep(2 * TTL)
     [old] = cluster.workers_of("a")
