@@ -321,6 +321,9 @@ def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.Complete
         ("SPIFFCTL_LOCK", "maybe", "not on or off"),
         ("SPIFFCTL_LOCK_URL", "postgresql://u:hunter22@db:notaport/x", "malformed"),
         ("SPIFFCTL_LOCK_URL", "sqlite:///:memory:", "in-memory SQLite database cannot hold the lease"),
+        ("SPIFFCTL_LOCK_URL", "sqlite://", "in-memory SQLite database cannot hold the lease"),
+        ("SPIFFCTL_LOCK_URL", "sqlite:///relative/db.sqlite3", "needs the database file's absolute path"),
+        ("SPIFFCTL_LOCK_URL", "sqlite://relative/db.sqlite3", "needs the database file's absolute path"),
     ],
 )
 def test_bad_lock_settings_give_one_line(tmp_path, variable, value, expect):

@@ -81,8 +81,8 @@ def lock_config(settings: Settings) -> LockConfig:
         database = _database_url(url, source)
     else:
         _check_redis_url(url, source)
-    if database is not None and database.kind == "sqlite" and database.url.split("://", 1)[1] in ("", "/", "/:memory:"):
-        raise ConfigError(f"{source}: an in-memory SQLite database cannot hold the lease; {SET_LOCK_URL}")
+    if database is not None and database.kind == "sqlite":
+        _check_sqlite_file(database, source)
     key = env.get(LOCK_KEY) or default_key(settings)
     return LockConfig(
         enabled=mode == "on", url=url, key=key, ttl=_ttl(env.get(LOCK_TTL)), source=source, database=database
@@ -126,6 +126,21 @@ def why_database(settings: Settings) -> str:
 # Not written as a URL: a hint with "://...@" in it would be masked like a real one.
 FORM = "write it as redis:// (or rediss://) then [:password@]host:port/db"
 SET_LOCK_URL = f"set {LOCK_URL} to a Redis or to a PostgreSQL, MySQL or SQLite file database"
+
+
+def _check_sqlite_file(database: Endpoint, source: str) -> None:
+    """The SQLite lease is a lock file beside the database file: there must be one, at a path
+    that means the same in every replica."""
+    from spiffctl.probes.sqlite import path_of
+
+    if database.url.split("://", 1)[1].split("?", 1)[0] in ("", "/", "/:memory:"):
+        raise ConfigError(f"{source}: an in-memory SQLite database cannot hold the lease; {SET_LOCK_URL}")
+    path = path_of(database)
+    if path is None or not path.is_absolute():
+        raise ConfigError(
+            f"{source}: the SQLite lease needs the database file's absolute path, "
+            "sqlite:////path/to/db.sqlite3 (four slashes)"
+        )
 
 
 def _database_url(url: str, source: str) -> Endpoint:
