@@ -76,15 +76,19 @@ class LinePrefixer:
         if tail:
             self.partial[key] = tail
         if newline:
-            prefix = role.encode() + SEPARATOR
-            write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
+            self.write(role, channel, text)
 
     def flush(self, role: str) -> None:
         """The role ended: write what is left of its lines (no newline came)."""
         for channel in ("stdout", "stderr"):
             tail = self.partial.pop((role, channel), b"")
             if tail:
-                write_all(self.fds.get(channel, 1), role.encode() + SEPARATOR + self._clean(tail) + b"\n")
+                self.write(role, channel, self._clean(tail))
+
+    def write(self, role: str, channel: str, text: bytes) -> None:
+        """Write complete, scrubbed lines (``text`` holds them without the last newline)."""
+        prefix = role.encode() + SEPARATOR
+        write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
 
     def _clean(self, data: bytes) -> bytes:
         return self.scrub.scrub_bytes(data) if self.scrub else data
