@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from spiffctl import __version__, bounded, numbers
+from spiffctl import __version__, bounded, log, numbers
 from spiffctl.errors import USAGE, SpiffctlError
 from spiffctl.roles import ALL
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except SpiffctlError as e:
         scrub = _scrubber()
         for line in e.message.splitlines():
-            print(f"spiffctl: {scrub(line)}", file=sys.stderr)
+            log.say(scrub(line), level="ERROR")
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -197,13 +197,13 @@ def _framework_error(e: Exception) -> int:
             return 0
         where = ctx.command_path if ctx is not None else "spiffctl"
         message = _scrubber()(" ".join(e.format_message().split()))
-        print(f"spiffctl: {message} (see {where} --help)", file=sys.stderr)
+        log.say(f"{message} (see {where} --help)", level="ERROR")
         return int(e.exit_code)
     from spiffctl.errors import DEBUG_VAR, SOFTWARE, internal_error
 
     if os.environ.get(DEBUG_VAR):
         raise e
-    print(f"spiffctl: {internal_error(f'{type(e).__name__}: {_scrubber()(str(e))}')}", file=sys.stderr)
+    log.say(internal_error(f"{type(e).__name__}: {_scrubber()(str(e))}"), level="ERROR")
     return SOFTWARE
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from tests.allinone_support import base_env, running
-from tests.logs_support import MARK, PRINTED, SECRET, joined, objects
+from tests.logs_support import MARK, PRINTED
 
 GOLDEN = Path(__file__).parent / "golden" / "allinone_text.txt"
 ROLES = ("api", "background")
@@ -29,7 +29,12 @@ def _marked(lines: list[str], role: str) -> list[str]:
 
 def test_text_mode_is_byte_for_byte_todays_format(tmp_path):
     out, err = _run_all(tmp_path, SPIFFCTL_LOG_FORMAT="text")
-    got = "".join(f"{stream} {line}\n" for role in ROLES for stream, lines in (("out", out), ("err", err)) for line in _marked(lines, role))
+    got = "".join(
+        f"{stream} {line}\n"
+        for role in ROLES
+        for stream, lines in (("out", out), ("err", err))
+        for line in _marked(lines, role)
+    )
     if os.environ.get("RECORD_GOLDEN"):
         GOLDEN.write_text(got)
     assert got == GOLDEN.read_text()

@@ -29,7 +29,7 @@ import sys
 import time
 from types import FrameType
 
-from spiffctl import prctl, procfs
+from spiffctl import log, prctl, procfs
 from spiffctl.allinone import listener
 from spiffctl.errors import SOFTWARE
 
@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early)
     become_subreaper()
+    log.set_role("all")
     # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
     # through each program's umask= line.
     os.umask(0o077)

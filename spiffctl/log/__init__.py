@@ -25,13 +25,17 @@ class Event(str):
 
     name: str
     fields: dict[str, object]
-    json_only: bool
+    json_only: bool  # new information a text reader never had: text mode stays as it was
+    level: str | None
 
-    def __new__(cls, message: str, name: str, *, json_only: bool = False, **fields: object) -> Event:
+    def __new__(
+        cls, message: str, name: str, *, json_only: bool = False, level: str | None = None, **fields: object
+    ) -> Event:
         event = super().__new__(cls, message)
         event.name = name
         event.fields = fields
         event.json_only = json_only
+        event.level = level
         return event
 
 
@@ -56,8 +60,11 @@ def use_json() -> bool:
 def line(message: str, *, level: str | None = None) -> str | None:
     """The line for ``message`` (no newline), or None when it is not written in this format.
 
-    ``level`` defaults to WARNING for ``warning: ...`` messages, INFO otherwise.
+    ``level`` defaults to the event's, else WARNING for ``warning: ...`` messages, else INFO. An
+    event's ``role`` field names the role it is about (the all-in-one's supervisor speaks for all).
     """
+    if level is None and isinstance(message, Event):
+        level = message.level
     if level is None:
         level = "WARNING" if message.startswith("warning: ") else "INFO"
     if not use_json():
@@ -65,7 +72,10 @@ def line(message: str, *, level: str | None = None) -> str | None:
             return None
         return f"spiffctl: {message}"
     if isinstance(message, Event):
-        return own_line(str(message), level, role(), message.name, message.fields)
+        subject = message.fields.get("role")
+        return own_line(
+            str(message), level, subject if isinstance(subject, str) else role(), message.name, message.fields
+        )
     return own_line(str(message), level, role())
 
 
