@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
+import pytest
+
 from tests.allinone_support import base_env, running
-from tests.logs_support import MARK, PRINTED
+from tests.logs_support import MARK, PRINTED, SECRET, joined, objects
 
 GOLDEN = Path(__file__).parent / "golden" / "allinone_text.txt"
 ROLES = ("api", "background")
@@ -17,7 +21,9 @@ def _run_all(tmp_path: Path, **extra: str) -> tuple[list[str], list[str]]:
     with running(tmp_path, env, "--no-wait") as run:
         for role in ROLES:
             run.wait_for(f"{role} ready")
-            run.wait_for(f"{role}.*{MARK}7|{MARK}7.*{role}|{role}.*{{}}", stream="err")
+            # "{}" is the last line the stand-in prints: as it is in text mode, with the role in JSON
+            last = "|".join(re.escape(line) for line in (f"{role} | {{}}", json.dumps({"role": role})))
+            run.wait_for(f"^({last})$", stream="err")
         run.terminate()
         assert run.wait(15) == 0
     return run.lines("out"), run.lines("err")
@@ -38,3 +44,28 @@ def test_text_mode_is_byte_for_byte_todays_format(tmp_path):
     if os.environ.get("RECORD_GOLDEN"):
         GOLDEN.write_text(got)
     assert got == GOLDEN.read_text()
+
+
+LONG = "z" * 40_000
+
+
+@pytest.mark.parametrize("how", [{"SPIFFCTL_LOG_FORMAT": "json"}, {"SPIFFWORKFLOW_BACKEND_ENV": "production"}])
+def test_json_mode_every_line_is_an_object(tmp_path, how):
+    out, err = _run_all(tmp_path, **how, STANDIN_API_PRINT=PRINTED + "\n" + LONG)
+    every = objects(out + err)
+    assert not any(SECRET in line for line in out + err)
+    for role in ROLES:
+        for stream, lines in (("stdout", objects(out)), ("stderr", objects(err))):
+            mine = [o for o in lines if o.get("role") == role and MARK in str(o.get("message"))]
+            kept = next(o for o in mine if o.get("loggerName") == "spiffworkflow_backend")
+            assert kept["message"] == "mark-1 key ***" and kept["processID"] == 7  # the child's fields kept
+            wrapped = next(o for o in mine if "mark-2" in o["message"])
+            assert wrapped["stream"] == stream and wrapped["message"] == "mark-2 plain line with *** in it"
+            assert next(o for o in mine if "mark-4" in o["message"])["n"] == [1, 2, {"deep": None}]
+        assert sum(o.get("role") == "theirs" for o in every) == 4  # its own role field is not overwritten
+    for stream_lines in (objects(out), objects(err)):
+        parts = [o for o in stream_lines if o.get("role") == "api" and "parts" in o]
+        assert joined(parts) == LONG
+    events = {(o.get("event"), o.get("role")) for o in every if o.get("logger") == "spiffctl"}
+    assert {("started", "api"), ("started", "background"), ("stopped", "api"), ("acquired", "background")} <= events
+    assert next(o for o in every if o.get("event") == "acquired")["epoch"] >= 1
