@@ -10,6 +10,8 @@ production), is checked with one C-level parse of the whole chunk rather than on
 from __future__ import annotations
 
 import json
+import json.encoder
+from collections.abc import Callable
 
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
 from spiffctl.log.record import timestamp
@@ -20,6 +22,7 @@ LINE_LIMIT = 16 * 1024
 _ENVELOPE = 256  # room for role, stream, timestamp, part and parts around a part's message
 _BLANKS = b" \t\r"
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
+_string: Callable[[str], str] = json.encoder.encode_basestring  # the C encoder, no ASCII escaping
 
 
 def _is_object_batch(lines: list[bytes]) -> list[object] | None:
@@ -65,12 +68,13 @@ class JsonLines(LinePrefixer):
         values = _is_object_batch(lines)
         out = []
         stamp = timestamp()  # one per chunk: the lines of a chunk arrived together
+        plain = _wrapped(stamp, role, channel, "")[:-4]  # the envelope up to the message's value
         for i, line in enumerate(lines):
             value = values[i] if values is not None else _object(line) if line[:1] == b"{" else None
             if len(line) > LINE_LIMIT - len(head):
                 out.append(self._parts(role, channel, line, stamp))
             elif value is None:
-                out.append(_wrapped(stamp, role, channel, line.decode("utf-8", "replace")))
+                out.append(plain + _string(line.decode("utf-8", "replace")).encode("utf-8", "surrogatepass") + b"}\n")
             elif "role" in value:  # type: ignore[operator]
                 out.append(line + b"\n")
             else:
