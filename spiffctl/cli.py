@@ -113,11 +113,15 @@ def run(
 
 
 @app.command(short_help="List the roles of the running all-in-one (state, pid, uptime).")
-def status() -> None:
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document: each role's state and the lease's last event.")
+    ] = False,
+) -> None:
     """One line per role of the running all-in-one: state, pid, uptime. Exit 3 when nothing runs."""
     from spiffctl.commands import status as command
 
-    raise typer.Exit(command.status())
+    raise typer.Exit(command.status(as_json=as_json))
 
 
 @app.command(short_help="Explain what is wrong and how to fix it (table or JSON).")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.allinone_support import base_env, running
+from tests.allinone_support import base_env, running, spiffctl
 from tests.logs_support import MARK, PRINTED, SECRET, joined, objects
+from tests.servers import wait_until
 
 GOLDEN = Path(__file__).parent / "golden" / "allinone_text.txt"
 ROLES = ("api", "background")
@@ -69,3 +72,22 @@ def test_json_mode_every_line_is_an_object(tmp_path, how):
     events = {(o.get("event"), o.get("role")) for o in every if o.get("logger") == "spiffctl"}
     assert {("started", "api"), ("started", "background"), ("stopped", "api"), ("acquired", "background")} <= events
     assert next(o for o in every if o.get("event") == "acquired")["epoch"] >= 1
+
+
+def test_status_json_has_each_roles_state_and_the_leases_last_event(tmp_path):
+    env = base_env(tmp_path, SPIFFCTL_LOG_FORMAT="json")
+    with running(tmp_path, env, "--no-wait") as run:
+        for role in ROLES:
+            run.wait_for(f"{role} ready")
+
+        def document() -> dict[str, Any] | None:
+            ran = subprocess.run(spiffctl("status", "--json"), env=env, capture_output=True, text=True, timeout=10)
+            doc = json.loads(ran.stdout)
+            return doc if ran.returncode == 0 and doc["lease"] is not None else None
+
+        doc = wait_until(document, timeout=15)
+        run.terminate()
+        assert run.wait(15) == 0
+    assert [(r["role"], r["state"]) for r in doc["roles"]] == [("api", "RUNNING"), ("background", "RUNNING")]
+    assert all(isinstance(r["pid"], int) for r in doc["roles"]) and doc["supervisor"] == "RUNNING"
+    assert doc["lease"]["event"] in ("acquired", "started") and doc["lease"]["epoch"] >= 1
