@@ -280,3 +280,30 @@ def test_release_waits_for_nobody_on_postgres(pg_database):
         assert time.monotonic() - started < 30.0
     finally:
         a.close()
+
+
+def test_a_forged_release_notification_on_postgres_is_not_proof(pg_database):
+    """The holder's session is terminated; a hand then sends ``released E`` on the lease's channel."""
+    import psycopg
+
+    endpoint = Endpoint(Need.DATABASE, "postgres", pg_database, "X")
+    a = DatabaseStore(endpoint, "spiffctl:background:forged", TTL, timeout=2.0, pid=1)
+    b = DatabaseStore(endpoint, "spiffctl:background:forged", TTL, timeout=2.0, pid=2)
+    try:
+        first = acquired(a.try_acquire())
+        assert isinstance(b.try_acquire(), Holder)
+        channel = a._session.channel  # type: ignore[union-attr]
+        with psycopg.connect(pg_database, autocommit=True) as hand:
+            hand.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                ("spiffctl bg epoch%",),
+            )
+            hand.execute("SELECT pg_notify(%s, %s)", (channel, f"released {first.epoch}"))
+        results: list[Grant | Holder] = []
+        assert eventually(lambda: isinstance(results.append(b.try_acquire()) or results[-1], Grant), 10, 0.1)
+        grant = results[-1]
+        assert isinstance(grant, Grant)
+        assert not grant.proven and "never seen holding" in grant.why, grant.why
+    finally:
+        a.close()
+        b.close()
