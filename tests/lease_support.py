@@ -305,6 +305,8 @@ def touch_keys(url: str, key: str, fault: str, rng: random.Random) -> None:
             conn.delete(f"{key}:{rng.choice(['holder', 'released', 'epoch'])}")
     finally:
         conn.close()
+
+
 DB_FAULTS = ("kill", "term", "stop", "stop", "db-restart", "db-terminate")
 
 
