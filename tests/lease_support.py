@@ -20,6 +20,7 @@ from pathlib import Path
 
 from spiffctl.lease.config import lock_config
 from spiffctl.lease.redis_store import RedisStore
+from spiffctl.probes.redis import client
 from spiffctl.settings import load
 from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
 
@@ -284,7 +285,28 @@ class Cluster:
         self.redis.cleanup()
 
 
-REDIS_FAULTS = ("kill", "term", "stop", "stop", "redis-freeze", "redis-restart")
+# A hand on the lease's keys: the key removed or replaced before its expiry, or one of the records
+# the proof relies on deleted (the holder record, the tombstone, the epoch counter).
+KEY_FAULTS = ("key-del", "key-set", "key-pexpire", "key-records")
+REDIS_FAULTS = ("kill", "term", "stop", "stop", "redis-freeze", "redis-restart", *KEY_FAULTS)
+
+
+def touch_keys(url: str, key: str, fault: str, rng: random.Random) -> None:
+    """What an operator's hand (``redis-cli``) does to the lease's keys in :func:`chaos`."""
+    conn = client(url, 1.0)
+    try:
+        if fault == "key-del":
+            conn.delete(key)
+        elif fault == "key-set":
+            conn.set(key, "x", px=50)
+        elif fault == "key-pexpire":
+            conn.pexpire(key, 1)
+        else:
+            conn.delete(f"{key}:{rng.choice(['holder', 'released', 'epoch'])}")
+    finally:
+        conn.close()
+
+
 DB_FAULTS = ("kill", "term", "stop", "stop", "db-restart", "db-terminate")
 
 
@@ -292,13 +314,15 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
     """Three replicas; for ``seconds``, every 0.5-2 s one random fault, mostly aimed at the holder.
 
     Faults: SIGKILL a replica (restarted at once), SIGTERM it (restarted after it exits), SIGSTOP
-    its renewer for up to 2 TTL; Redis: freeze it for up to 2 TTL, restart it without its data;
+    its renewer for up to 2 TTL; Redis: freeze it for up to 2 TTL, restart it without its data,
+    and a hand on the keys (:data:`KEY_FAULTS`);
     a database (:class:`DbCluster`): restart it, terminate every lease session from the server.
     Everything is thawed at the end; returns the faults applied.
     """
     ttl = cluster.ttl
     rng = random.Random(seed)
     cluster.prime()
+    key = cluster.key()
     live = {name: cluster.start(name) for name in ("r1", "r2", "r3")}
     frozen: dict[str, float] = {}
     redis_frozen_until = 0.0
@@ -319,7 +343,7 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
         fault = rng.choice(faults)
         if name in frozen and fault in ("kill", "term", "stop"):
             continue
-        if fault.startswith("redis") and redis_frozen_until:
+        if fault.startswith(("redis", "key")) and redis_frozen_until:
             continue
         applied.append(f"{fault}:{name}")
         if fault == "kill":
@@ -337,6 +361,8 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
             redis_frozen_until = now + rng.uniform(0.5, 2 * ttl)
         elif fault == "redis-restart":
             cluster.redis.restart()
+        elif fault.startswith("key-"):
+            touch_keys(cluster.url, key, fault, rng)
         elif fault == "db-restart":
             cluster.server.restart()
         else:

@@ -473,6 +473,8 @@ class Histories(RuleBasedStateMachine):
         self.last_code: int | None = None
         self.failed_code: int | None = None
         self.next_pid = 100
+        self.others_until = 0.0  # another replica's script may run until then (its local deadline)
+        self.touched = False  # a hand removed or changed our key or record since our last renewal
         self.step(Tick())
 
     # -- the yardstick ------------------------------------------------------------------------
@@ -510,6 +512,7 @@ class Histories(RuleBasedStateMachine):
             assert self.now < self.granted - self.t.term_grace, "started with the deadline at hand"
             if self.unproven:
                 assert self.now >= self.acquired_at + self.t.unproven_wait, "started before the unproven wait"
+            assert self.now >= self.others_until, "started while another holder's script may run"
             self.watchdog, self.started, self.fence, self.belted, self.stopped = True, False, action.fence, False, False
             self.last_code = None
         if isinstance(action, Fence):
@@ -579,7 +582,11 @@ class Histories(RuleBasedStateMachine):
         outcome = data.draw(
             st.sampled_from(["held"] * 6 + ["proven"] * 6 + ["unproven"] * 3 + ["down"] * 4 + ["refused"])
         )
+        if outcome == "proven" and self.asked_at < self.others_until:
+            # The store's contract: no proof while the holder a hand stripped of its key may run.
+            outcome = "unproven"
         if outcome in ("proven", "unproven"):
+            self.touched = False
             self.granted = local_deadline(self.asked_at, self.t.ttl)
             self.holding, self.unproven, self.lost = True, outcome == "unproven", False
             self.acquired_at = self.asked_at + latency
@@ -595,6 +602,8 @@ class Histories(RuleBasedStateMachine):
     @rule(data=st.data(), latency=st.floats(0, 0.2))
     def store_answers_renew(self, data: st.DataObject, latency: float) -> None:
         outcome = data.draw(st.sampled_from(["renewed"] * self.fair + ["down"] * self.stormy + ["lost", "refused"]))
+        if self.touched and outcome == "renewed":
+            outcome = "lost"  # the key is gone or someone else's, or our record is: never renewed
         if outcome == "renewed":
             self.granted = local_deadline(self.asked_at, self.t.ttl)
             self.answer(Renewed(self.granted), latency)
@@ -605,6 +614,25 @@ class Histories(RuleBasedStateMachine):
             self.answer(StoreDown("timed out"), self.t.request_timeout)
         else:
             self.answer(StoreRefused("NOPERM"), latency)
+
+    @precondition(lambda self: self.idle())
+    @rule(
+        hand=st.sampled_from([None] * 6 + ["DEL", "SET x PX 50", "PEXPIRE 1", "DEL holder", "DEL released"]),
+        age=st.floats(0.0, 1.0),
+    )
+    def a_hand_on_the_key(self, hand: str | None, age: float) -> None:
+        """An operator touches the lease's keys: ours if we hold it, else another holder's.
+
+        Another holder last renewed ``age`` TTLs ago; its script may run until its local deadline,
+        and the store proves nothing until then: its next acquisitions answer "not proven".
+        """
+        if hand is None:
+            return
+        if self.holding and not self.lost:
+            self.touched = True
+        else:
+            renewed_at = self.now - age * self.t.ttl
+            self.others_until = max(self.others_until, local_deadline(renewed_at, self.t.ttl))
 
     @precondition(lambda self: self.answering(Release))
     @rule(outcome=st.sampled_from([(True, None), (False, None), (False, "timed out")]))
