@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
+from spiffctl.problem import Problem
 from spiffctl.roles import SCHEDULER_IN_APP, overrides
-from spiffctl.settings import Problem, role_problems
+from spiffctl.settings import role_problems
 
 NAME = "configuration"
 
