@@ -96,7 +96,7 @@ class Variable:
     def _bash_bool(self, value: str) -> Problem | None:
         if value in ("true", "false"):
             return None
-        reading = f'{self.reader} compares it with "true" exactly, so {quote(value)} is false'
+        reading = f'{quote(value)} is read as false by {self.reader}, which compares it with "true" exactly'
         fix = f"set {self.name}=true or {self.name}=false (lower case)"
         if value.strip().lower() in FALSE_WORDS:
             # Read as false, as the operator meant: say so, refuse nothing.

@@ -17,7 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from tests.servers import Blackhole, wait_until
+
+# Every doctor document a test reads is checked against the published contract.
+DOCTOR_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "doctor.schema.json").read_text())
 
 SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_worker")
 # A stand-in history: base -> head. A database "behind by one" sits at BASE.
@@ -33,7 +38,16 @@ class Ran:
 
     @property
     def doc(self) -> dict[str, Any]:
-        return json.loads(self.out)
+        """doctor's JSON document, valid against docs/doctor.schema.json."""
+        doc: dict[str, Any] = json.loads(self.out)
+        jsonschema.Draft202012Validator(DOCTOR_SCHEMA).validate(doc)
+        return doc
+
+    def problem(self, variable: str) -> dict[str, Any]:
+        """The configuration check's one finding about ``variable``."""
+        rows = [p for p in self.check("configuration")["problems"] if p["variable"] == variable]
+        assert len(rows) == 1, (variable, self.out)
+        return rows[0]
 
     def check(self, name: str) -> dict[str, Any]:
         rows = [c for c in self.doc["checks"] if c["name"] == name]
