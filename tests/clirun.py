@@ -29,6 +29,13 @@ SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_
 BASE, HEAD = "1a2b3c4d5e6f", "9f8e7d6c5b4a"
 
 
+def doctor_document(out: str) -> dict[str, Any]:
+    """doctor's JSON output, parsed and validated against docs/doctor.schema.json."""
+    doc: dict[str, Any] = json.loads(out)
+    jsonschema.Draft202012Validator(DOCTOR_SCHEMA).validate(doc)
+    return doc
+
+
 @dataclass
 class Ran:
     code: int
@@ -39,9 +46,7 @@ class Ran:
     @property
     def doc(self) -> dict[str, Any]:
         """doctor's JSON document, valid against docs/doctor.schema.json."""
-        doc: dict[str, Any] = json.loads(self.out)
-        jsonschema.Draft202012Validator(DOCTOR_SCHEMA).validate(doc)
-        return doc
+        return doctor_document(self.out)
 
     def problem(self, variable: str) -> dict[str, Any]:
         """The configuration check's one finding about ``variable``."""
