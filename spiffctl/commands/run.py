@@ -54,6 +54,7 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     schema_timeout = schema.timeout(settings.env)
     if wait:
         needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
+        state.set_waiting(f"its dependencies ({', '.join(e.need.value for e in needed if e.need)})")
         wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
         migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
         gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
