@@ -278,11 +278,14 @@ def _check_url(
 ) -> bool:
     """Malformed URLs become problems here, so probes can trust what they are given."""
     shown = quote(url)
-    form = "write it as scheme://user:password@host:port/name"
+    # Angle brackets: the redactor leaves a template alone (it would mask "user:password@").
+    form = "write it as <scheme>://<user>:<password>@<host>:<port>/<name>"
     try:
         parts = urls.parse(url, grammar)
     except urls.URLError as e:
-        problems.append(Problem(variable, f"{shown} is malformed: {e}", form, severity))
+        # A reserved character in the password: the fix is its encoding, not the URL's shape.
+        reason, encode, how = str(e).partition(": percent-encode")
+        problems.append(Problem(variable, f"{shown} is malformed: {reason}", encode[2:] + how or form, severity))
         return False
     if not parts.host and "host" not in parts.params:
         problems.append(Problem(variable, f"{shown} has no host", form, severity))
