@@ -163,7 +163,7 @@ def doctor(
     raise typer.Exit(command.run(role.value, backend_dir=backend_dir, as_json=as_json, timeout=bound))
 
 
-@app.command(short_help="One-line health probe for Docker and Kubernetes (exit 0 or 1).")
+@app.command(short_help="One-line health probe for Docker and Kubernetes (exit 0 healthy, 1 otherwise).")
 def healthcheck(
     role: Annotated[
         RoleName | None,
@@ -176,7 +176,7 @@ def healthcheck(
         ),
     ] = None,
 ) -> None:
-    """Quick, quiet probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy, 1 unhealthy."""
+    """Quick, quiet probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy, 1 unhealthy or starting."""
     from spiffctl.commands import healthcheck as command
 
     raise typer.Exit(command.run(role.value if role else None))
