@@ -383,6 +383,16 @@ def test_unreadable_secret_file_exits_78(backend, tmp_path):
     assert r.err.startswith("spiffctl: SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE: cannot read")
 
 
+def test_a_secret_set_twice_is_one_finding_to_the_contract(backend, tmp_path):
+    secret = tmp_path / "uri"
+    secret.write_text("sqlite:////tmp/x.sqlite3\n")
+    env = base_env(backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE=str(secret))
+    r = spiffctl("doctor", "--json", env=env)
+    assert r.code == 78
+    problem = r.problem("SPIFFWORKFLOW_BACKEND_DATABASE_URI")
+    assert "are both set" in problem["message"] and problem["fix"] == "unset one of them"
+
+
 def test_role_limits_the_checks(backend):
     env = base_env(
         backend, SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true", SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS

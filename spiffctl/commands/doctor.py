@@ -58,7 +58,9 @@ def _print_unreadable(role_name: str, e: ConfigProblems) -> None:
     found = []
     for line in e.problems:
         # secrets.py writes "<variable>...: <what>; <fix>" and never includes a file's content.
-        where, _, rest = line.partition(": ")
+        where, colon, rest = line.partition(": ")
+        if not colon:  # "NAME and NAME_FILE are both set; unset one of them"
+            where, rest = line.split(" ", 1)[0], line
         message, _, fix = rest.partition("; ")
         found.append(Problem(where.split(" ", 1)[0], scrub(message), scrub(fix or "fix the *_FILE variable")))
     report = doctor.Report(role_name, [doctor.findings(CONFIGURATION, found)])
