@@ -53,7 +53,9 @@ def env_secrets(env: Mapping[str, str]) -> set[str]:
     for name, value in env.items():
         if not value:
             continue
-        if _SECRET_NAME.search(name) and not _URL_NAME.search(name):
+        # NAME_FILE holds a path, which the operator needs to see; its content is the secret
+        # (secrets.py hands that to the Redactor).
+        if _SECRET_NAME.search(name) and not _URL_NAME.search(name) and not name.endswith("_FILE"):
             found.add(value)
         if "://" in value:
             found |= url_secrets(value)

@@ -90,11 +90,40 @@ def remembered_role(env: Mapping[str, str] | None = None) -> str | None:
 WAITING_FILE = "waiting.json"
 
 
-def set_waiting(on: str, env: Mapping[str, str] | None = None) -> None:
+def set_waiting(on: str, env: Mapping[str, str] | None = None, *, seconds: float | None = None) -> None:
+    """Say what this process waits for (``seconds``: a deliberate wait of known length)."""
+    pid = os.getpid()
+    now = time.time()
+    before = read_json(run_dir(env, create=False) / WAITING_FILE) or {}
+    if before.get("pid") == pid and before.get("on") == on:
+        now = before.get("since", now)  # the same wait, rewritten: it started then
+    record = {"pid": pid, "start": procfs.start_time(pid), "on": on, "since": now}
+    if seconds is not None:
+        record["until"] = time.time() + seconds
     try:
-        write_json(run_dir(env) / WAITING_FILE, {"pid": os.getpid(), "on": on, "since": time.time()})
+        write_json(run_dir(env) / WAITING_FILE, record)
     except (OSError, ConfigError):
         pass  # status then shows the role as running: a display matter only
+
+
+def waiting(env: Mapping[str, str] | None = None, pid: object = None) -> dict[str, Any] | None:
+    """The wait this role's live process declared; ``None`` when none, or when the file was left by
+    an earlier process (its pid gone or reused: the start time differs). ``pid``: must be this one."""
+    record = read_json(run_dir(env, create=False) / WAITING_FILE)
+    if record is None or (pid is not None and record.get("pid") != pid):
+        return None
+    return record if procfs.alive(record.get("pid"), record.get("start")) else None
+
+
+def waiting_line(record: Mapping[str, Any], now: float) -> str:
+    """``waiting for X (12 s so far)`` or, for a wait of known length, ``(3 s left of 15 s)``."""
+    since, until = record.get("since"), record.get("until")
+    on = record.get("on") or "its turn"
+    if isinstance(since, (int, float)) and isinstance(until, (int, float)):
+        return f"waiting {until - since:.0f} s for {on} ({max(until - now, 0):.0f} s left)"
+    if isinstance(since, (int, float)):
+        return f"waiting for {on} ({max(now - since, 0):.0f} s so far)"
+    return f"waiting for {on}"
 
 
 def done_waiting(env: Mapping[str, str] | None = None) -> None:

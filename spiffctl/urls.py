@@ -90,10 +90,11 @@ def _parse_sqlalchemy(text: str) -> URL:
     if m is None or m.end() != len(text):
         # SQLAlchemy silently drops what follows a line break in the query; we refuse it.
         raise URLError("it is not a URL SQLAlchemy can read (scheme://user:password@host:port/database)")
-    port = _port(m["port"])
-    if "@" in (m["host"] or "") + (m["database"] or ""):
+    if "@" in (m["host"] or "") + (m["port"] or "") + (m["database"] or ""):
         # SQLAlchemy reads "u:p@ss@db" as password "p", host "ss@db": the password held an "@".
-        raise URLError("an '@' follows its host: percent-encode an '@' in the password as %40")
+        # Checked before the port: "u:p@ss:w@db:5432" would otherwise read as a bad port "w@db".
+        raise URLError(f"its password holds an '@', where SQLAlchemy ends the password: {encode_hint('@')}")
+    port = _port(m["port"])
     # The host part ends where the database or the query begins.
     if m["database"] is not None:
         end = m.start("database") - 1
@@ -152,12 +153,22 @@ def _port(text: str | None) -> int | None:
 
 def _hint_special(text: str) -> str:
     rest = text.split("://", 1)[1] if "://" in text else text
-    if "@" in rest and any(c in rest.rsplit("@", 1)[0] for c in "#/?"):
-        return (
-            "the part before its last '@' holds a '#', '/' or '?', which ends the host part early: "
-            "percent-encode the password (# %23, / %2F, ? %3F, @ %40)"
-        )
-    return ""
+    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    found = [c for c in "#/?" if c in userinfo]
+    if not found:
+        return ""
+    shown = ", ".join(f"'{c}'" for c in found)
+    # kombu and redis-py split URLs as urllib does: "#", "/" and "?" end the host part.
+    return f"its password holds {shown}, which kombu and redis-py read as the end of the host: {encode_hint(*found)}"
+
+
+# What a reserved character in a password must be written as.
+PERCENT = {"@": "%40", "#": "%23", "/": "%2F", "?": "%3F", ":": "%3A", "%": "%25"}
+
+
+def encode_hint(*chars: str) -> str:
+    """``percent-encode the password: `@` is `%40```."""
+    return "percent-encode the password: " + ", ".join(f"`{c}` is `{PERCENT[c]}`" for c in chars)
 
 
 def display(text: str, grammar: Grammar = "standard") -> str:

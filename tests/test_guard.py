@@ -338,7 +338,7 @@ def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.Complete
         ("SPIFFCTL_LOCK_URL", "http://cache:6379", "neither a Redis nor a database URL"),
         ("SPIFFCTL_LOCK_URL", "redis://:hunter22@cache:notaport/0", "malformed"),
         ("SPIFFCTL_LOCK_URL", "redis://cache:6379/zero", "malformed"),
-        ("SPIFFCTL_LOCK", "maybe", "not on or off"),
+        ("SPIFFCTL_LOCK", "maybe", "not one of on, off"),
         ("SPIFFCTL_LOCK_URL", "postgresql://u:hunter22@db:notaport/x", "malformed"),
         ("SPIFFCTL_LOCK_URL", "sqlite:///:memory:", "in-memory SQLite database cannot hold the lease"),
         ("SPIFFCTL_LOCK_URL", "sqlite://", "in-memory SQLite database cannot hold the lease"),

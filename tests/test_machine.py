@@ -221,12 +221,17 @@ def test_unproven_grant_holds_without_a_child_for_one_ttl_renewing():
     out = s.holding(proven=False)
     assert not of(out, StartChild) and said(out, "waiting 15.2 s before starting")
     assert s.m.phase is Phase.WAITING
+    # The wait is declared in the state (healthcheck: starting; status: WAITING), with its end and reason.
+    declared = of(out, WriteState)[-1]
+    assert declared.starts_at == pytest.approx(15.15)  # type: ignore[attr-defined]
+    assert declared.waits_for.startswith("the safe first start of start_blocking_apscheduler")  # type: ignore[attr-defined]
+    waiting = WriteState("holder", 7, None, None, True, 5.0, declared.starts_at, declared.waits_for)  # type: ignore[attr-defined]
     assert s(Tick(), at=5.0) == [Renew()]
-    assert s(Renewed(s.deadline(5.0)), at=5.01) == [WriteState("holder", 7, None, None, True, 5.0)]
+    assert s(Renewed(s.deadline(5.0)), at=5.01) == [waiting]
     s(Tick(), at=10.01)
     s(Renewed(s.deadline(10.01)), at=10.02)
     assert s(Tick(), at=15.02) == [Renew()]
-    assert s(Renewed(s.deadline(15.02)), at=15.03) == [WriteState("holder", 7, None, None, True, 5.0)]
+    assert s(Renewed(s.deadline(15.02)), at=15.03) == [waiting]
     assert s(Tick(), at=15.14) == []
     out = s(Tick(), at=15.15)
     assert out == [StartChild(7, local_deadline(15.02, 15.0), 2.5)]

@@ -33,23 +33,20 @@ from pathlib import Path
 from string import Template
 from typing import NoReturn
 
-from spiffctl import numbers, state
+from spiffctl import state, variables
 from spiffctl.allinone.gate import START_AFTER
 from spiffctl.errors import ConfigError, ConfigProblems
 from spiffctl.launch import script_path
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lock_config
 from spiffctl.redact import quote
-from spiffctl.roles import STOP_GRACE as DEFAULT_STOP_GRACE
 from spiffctl.roles import Role, roles_for
 from spiffctl.settings import Endpoint, Settings, role_problems
 from spiffctl.state import SOCKET_NAME
 from spiffctl.wait import Say, wait_for
 
-RESTARTS = "SPIFFCTL_RESTARTS"
-STOP_GRACE = "SPIFFCTL_STOP_GRACE"
+RESTARTS = variables.RESTARTS
+STOP_GRACE = variables.STOP_GRACE
 PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-MAX_RESTARTS = 1000
-MAX_STOP_GRACE = 3600
 
 CONF_NAME = "supervisord.conf"
 TEMPLATE = "supervisord.conf.tmpl"
@@ -128,16 +125,8 @@ def needed_endpoints(settings: Settings, roles: list[Role]) -> list[Endpoint]:
 def make_plan(
     settings: Settings, roles: list[Role], environ: Mapping[str, str], *, say: Say, wait: bool = True
 ) -> Plan:
-    restarts = int(
-        numbers.parse(
-            environ.get(RESTARTS), name=RESTARTS, low=0, high=MAX_RESTARTS, default=0, unit="restarts", whole=True
-        )
-    )
-    grace = int(
-        numbers.parse(
-            environ.get(STOP_GRACE), name=STOP_GRACE, low=1, high=MAX_STOP_GRACE, default=DEFAULT_STOP_GRACE, whole=True
-        )
-    )
+    restarts = int(variables.number(RESTARTS, environ.get(RESTARTS)))
+    grace = int(variables.number(STOP_GRACE, environ.get(STOP_GRACE)))
     run_dir = state.run_dir(environ)
     if len(str(run_dir / SOCKET_NAME).encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{state.RUN_DIR_VAR}: {run_dir} is too long for a unix socket path; use a shorter folder")

@@ -23,6 +23,7 @@ from spiffctl.errors import ConfigError
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
 from spiffctl.roles import get_role
 from spiffctl.settings import load
+from spiffctl.stopping import closing_line
 from spiffctl.wait import wait_for
 
 
@@ -40,7 +41,8 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     if role is None:
         from spiffctl.allinone import supervisor
 
-        supervisor.run_all(settings, wait_timeout=wait_timeout, wait=wait, say=say)
+        with closing_line("no role was"):
+            supervisor.run_all(settings, wait_timeout=wait_timeout, wait=wait, say=say)
     assert role is not None
     prepare(settings, role, say=say)
     script = script_path(settings, role)
@@ -53,10 +55,12 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     # Read before any waiting: a bad value is a configuration error now, not after a minute.
     schema_timeout = schema.timeout(settings.env)
     if wait:
-        needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
-        wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
-        migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
-        gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
+        with closing_line(f"the {role.name} script was"):
+            needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
+            state.set_waiting(f"its dependencies ({', '.join(e.need.value for e in needed if e.need)})")
+            wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
+            migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
+            gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
         state.done_waiting()
     check_run_dir()
     state.remember_role(role.name)

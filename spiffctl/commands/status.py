@@ -36,12 +36,12 @@ def uptime(seconds: float) -> str:
 
 def waiting_on(info: dict[str, Any], base: Path) -> str | None:
     """What a RUNNING program still waits for before its script starts (``None``: it runs it)."""
-    record = state.read_json(state.role_run_dir(base, str(info.get("name"))) / state.WAITING_FILE)
-    if record is None or info.get("statename") != "RUNNING" or record.get("pid") != info.get("pid"):
-        return None  # no file, or one left by an earlier process of the role
-    since = record.get("since")
-    waited = f" ({uptime(float(info.get('now', 0)) - since)})" if isinstance(since, (int, float)) else ""
-    return f"for {record.get('on')}{waited}"
+    if info.get("statename") != "RUNNING":
+        return None
+    where = {state.RUN_DIR_VAR: str(state.role_run_dir(base, str(info.get("name"))))}
+    # The same record, read the same way, as `healthcheck` reads: the two never disagree.
+    record = state.waiting(where, pid=info.get("pid"))
+    return state.waiting_line(record, float(info.get("now", 0))) if record else None
 
 
 def line(info: dict[str, Any], base: Path) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from spiffctl import numbers, urls
+from spiffctl import urls, variables
 from spiffctl.errors import ConfigError
 from spiffctl.redact import quote, redact_url
 from spiffctl.roles import Need
@@ -25,14 +25,11 @@ from spiffctl.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, 
 LOCK = "SPIFFCTL_LOCK"
 LOCK_URL = "SPIFFCTL_LOCK_URL"
 LOCK_KEY = "SPIFFCTL_LOCK_KEY"
-LOCK_TTL = "SPIFFCTL_LOCK_TTL"
+LOCK_TTL = variables.LOCK_TTL
 # Internal: set by `run --role all` on the Background program after it has said, once, why that
 # program runs without a lease; the role itself then does not say it again.
 LOCK_OFF_EXPLAINED = "SPIFFCTL_LOCK_OFF_EXPLAINED"
 
-DEFAULT_TTL = 15.0
-MIN_TTL = 3.0  # renewals every TTL/3 need at least a second of slack each
-MAX_TTL = 600.0
 KEY_PREFIX = "spiffctl:background:"
 
 
@@ -168,4 +165,4 @@ def _check_redis_url(url: str, source: str) -> None:
 
 
 def _ttl(value: str | None) -> float:
-    return numbers.parse(value, name=LOCK_TTL, low=MIN_TTL, high=MAX_TTL, default=DEFAULT_TTL)
+    return variables.number(LOCK_TTL, value)

@@ -26,6 +26,7 @@ State file ``<run dir>/background.json`` (see :mod:`spiffctl.state`), rewritten 
 and standby poll, read by ``spiffctl healthcheck --role background``::
 
     {"pid": 1,              # this spiffctl process
+     "start": 123456,       # its start time (/proc ticks): a file left by an earlier process is never trusted
      "mode": "holder",      # holder | standby | unleased (SPIFFCTL_LOCK=off: the script was exec'd
                             #   in place with this pid; the file is then written once, never refreshed)
      "child_pid": 42,       # the script's pid (= its process group) or null
@@ -49,7 +50,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from spiffctl import state
+from spiffctl import procfs, state
 from spiffctl.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
 from spiffctl.lease import clock, messages
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
@@ -148,7 +149,9 @@ def run_singleton(
 
 
 def _write_state(env: Mapping[str, str], **fields: object) -> None:
-    data = {"pid": os.getpid(), "child_pid": None, "epoch": None, "holder": None, "store": None, **fields}
+    pid = os.getpid()
+    data: dict[str, object] = {"pid": pid, "start": procfs.start_time(pid), "child_pid": None, "epoch": None}
+    data.update({"holder": None, "store": None, **fields})
     data["updated"] = time.time()
     try:
         state.write_json(state_path(env), data)
@@ -317,6 +320,7 @@ class Guard:
             case Say(text=text):
                 self.say(text)
             case WriteState():
+                self._declare_wait(action)
                 _write_state(
                     self.settings.env,
                     mode=action.mode,
@@ -406,6 +410,15 @@ class Guard:
             os.write(self.control, messages.encode(message))
         except OSError:
             pass  # the watchdog is gone; the report pipe's end says so
+
+    def _declare_wait(self, action: WriteState) -> None:
+        """A deliberate wait before the script starts is declared as `run`'s waits are, so
+        `status` (WAITING) and `healthcheck` (starting) read it from the same record."""
+        if action.starts_at is None:
+            state.done_waiting(self.settings.env)
+        else:
+            seconds = max(action.starts_at - clock.now(), 0.0)
+            state.set_waiting(action.waits_for or "the first start", self.settings.env, seconds=seconds)
 
     def _close_watchdog(self) -> None:
         """Close both pipes (a live watchdog then stops the script) and reap the watchdog."""

@@ -186,6 +186,9 @@ class WriteState:
     holder: str | None  # standby: who holds the lease
     store_ok: bool | None  # the last store call got an answer
     interval: float  # seconds until the next rewrite
+    # Holding but deliberately not started yet: when the script starts (this clock) and why it waits.
+    starts_at: float | None = None
+    waits_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ class Machine:
         self.failing_since: float | None = None
         self.last_failure = ""
         self.start_at = 0.0
+        self.waits_for = ""
         self.lost: str | None = None
         # the child
         self.watchdog = False  # a watchdog was started and has not reported its end
@@ -489,6 +493,8 @@ class Machine:
         )
         self.phase = Phase.WAITING
         self.start_at = now + wait
+        self.waits_for = f"the safe first start of {self.names.script}, {event.why}"
+        out.append(self._state("holder"))
 
     def _renewed(self, valid_until: float, now: float, out: list[Action]) -> None:
         self.store_ok = True
@@ -703,4 +709,7 @@ class Machine:
         interval = self.t.renew_every if mode == "holder" else self.t.poll
         child = self.child if mode == "holder" else None
         epoch = self.epoch if mode == "holder" else None
+        if mode == "holder" and self.phase is Phase.WAITING:
+            waiting = self.start_at, self.waits_for
+            return WriteState(mode, epoch, child, holder, self.store_ok, round(interval, 3), *waiting)
         return WriteState(mode, epoch, child, holder, self.store_ok, round(interval, 3))
