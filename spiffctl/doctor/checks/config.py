@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from spiffctl import state
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
+from spiffctl.errors import ConfigError
 from spiffctl.roles import SCHEDULER_IN_APP, overrides
 from spiffctl.settings import Problem, role_problems
 
@@ -14,9 +16,9 @@ def check(ctx: Context) -> list[Result]:
     for role in ctx.roles:
         problems += [p for p in role_problems(ctx.settings, role) if p not in problems]
     problems += trap(ctx)
-    if not problems:
+    rows = run_folder(ctx)
+    if not problems and not rows:
         return [ok(NAME, "no problems found")]
-    rows: list[Result] = []
     seen: dict[str, int] = {}
     # One row per finding, named after its variable so JSON consumers can key on it.
     for p in sorted(problems, key=lambda p: p.severity != "error"):
@@ -25,6 +27,16 @@ def check(ctx: Context) -> list[Result]:
         make = fail if p.severity == "error" else warn
         rows.append(make(name, f"{p.variable} {p.message}", p.fix))
     return rows
+
+
+def run_folder(ctx: Context) -> list[Result]:
+    """The line every other command exits 78 with, as a failing row."""
+    try:
+        state.run_dir(ctx.settings.env, create=False)
+    except ConfigError as e:
+        detail, _, hint = e.message.partition("; ")
+        return [fail(f"{NAME}: {state.RUN_DIR_VAR}", detail, hint)]
+    return []
 
 
 def trap(ctx: Context) -> list[Problem]:
