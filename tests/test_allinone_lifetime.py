@@ -48,9 +48,7 @@ def test_kill_9_of_the_all_in_one_leaves_no_role_and_a_new_one_starts(tmp_path):
         os.kill(run.pid, signal.SIGKILL)
         run.proc.wait(10)
         # The roles get SIGTERM (they stop at once), SIGKILL after the grace: the bound.
-        assert eventually(lambda: not any(pid_alive(p) for p in tree), GRACE + 5), [
-            p for p in tree if pid_alive(p)
-        ]
+        assert eventually(lambda: not any(pid_alive(p) for p in tree), GRACE + 5), [p for p in tree if pid_alive(p)]
         run.wait_for("supervisord died; its roles were stopped", 5, stream="err")
 
     second = base_env(tmp_path, STANDIN_RECORD=str(tmp_path / "record2"))
@@ -68,9 +66,7 @@ def unread(stream: object) -> int:
 
 @pytest.mark.parametrize("stalled", ["stdout", "stdout and stderr"])
 def test_a_stalled_stdout_never_delays_the_stop(tmp_path, stalled):
-    env = base_env(
-        tmp_path, SPIFFCTL_STOP_GRACE=str(GRACE), STANDIN_PRINT="chatty " * 150, STANDIN_PRINT_TIMES="2000"
-    )
+    env = base_env(tmp_path, SPIFFCTL_STOP_GRACE=str(GRACE), STANDIN_PRINT="chatty " * 150, STANDIN_PRINT_TIMES="2000")
     proc = subprocess.Popen(
         spiffctl("run", "--role", "all", "--no-wait"),
         env=env,

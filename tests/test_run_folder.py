@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from spiffctl import state
 from tests.allinone_support import base_env, records, running, spiffctl
-from tests.servers import eventually
+from tests.servers import eventually, session_members
 
 OTHER_UID = 54321  # no such user: "another local user" for ownership checks
 LINE_END = (
@@ -79,10 +80,27 @@ def modes(paths: list[Path]) -> dict[Path, tuple[int, int]]:
     return out
 
 
+def finished(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Like ``subprocess.run``, but a command that wrongly starts roles leaves none behind."""
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        for pid in [proc.pid, *session_members(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 def spiffctl_in(tmp_path: Path, run_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = base_env(tmp_path, SPIFFCTL_RUN_DIR=run_dir, SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true")
     env["SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/0"
-    return subprocess.run(spiffctl(*args), env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    return finished(spiffctl(*args), env, tmp_path)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -205,8 +223,7 @@ def test_another_users_run_folder_is_refused_before_anything_is_written(tmp_path
     os.chmod(run_dir, 0o777)
     os.chown(run_dir, OTHER_UID, OTHER_UID)
     env = base_env(tmp_path)
-    args = spiffctl("run", "--role", "all", "--no-wait")
-    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    r = finished(spiffctl("run", "--role", "all", "--no-wait"), env, tmp_path)
     assert r.returncode == 78, r
     assert "is owned by uid" in r.stderr
     assert os.listdir(run_dir) == []
@@ -221,9 +238,7 @@ def test_pid1_refuses_a_configuration_someone_else_can_write(tmp_path):
     marker = tmp_path / "ran"
     conf.write_text(f"[supervisord]\nnodaemon=true\n[program:x]\ncommand=touch {marker}\n")
     os.chown(conf, OTHER_UID, OTHER_UID)
-    r = subprocess.run(
-        [sys.executable, "-m", "spiffctl.allinone.pid1", str(conf)], capture_output=True, text=True, timeout=30
-    )
+    r = finished([sys.executable, "-m", "spiffctl.allinone.pid1", str(conf)], dict(os.environ), tmp_path)
     assert r.returncode == 78, r
     assert r.stderr.splitlines() == [
         f"spiffctl: {conf} is not a regular file of ours that only we can write; refusing to start supervisord with it"
