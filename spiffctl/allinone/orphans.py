@@ -81,6 +81,7 @@ def listen(fd: int) -> set[int] | None:
 
 
 def alive(pgid: int) -> bool:
+    # Like lease.guard's check, not imported: this file runs with the standard library only.
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
