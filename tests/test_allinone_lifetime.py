@@ -58,6 +58,22 @@ def test_kill_9_of_the_all_in_one_leaves_no_role_and_a_new_one_starts(tmp_path):
         run.wait_for(r"^background \| standin background: started", 30)  # the lease was free too
 
 
+def test_the_all_in_one_stops_when_whoever_started_it_dies(tmp_path):
+    env = base_env(tmp_path, SPIFFCTL_STOP_GRACE=str(GRACE))
+    # bash forks spiffctl (a command follows), so spiffctl's parent is this bash.
+    command = " ".join(spiffctl("run", "--role", "all", "--no-wait")) + "; exit 0"
+    run = Run(["bash", "-c", command], env, tmp_path)
+    try:
+        run.wait_for(r"^background \| standin background: started")
+        assert eventually(lambda: ready(tmp_path / "record", "api", "background"), 20)
+        tree = descendants(run.pid)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait_for("stopping every role", 10, stream="err")  # a clean stop, not a kill
+        assert eventually(lambda: not any(pid_alive(p) for p in tree), GRACE + 5)
+    finally:
+        run.cleanup()
+
+
 def unread(stream: object) -> int:
     buf = bytearray(4)
     fcntl.ioctl(stream.fileno(), termios.FIONREAD, buf)  # type: ignore[attr-defined]

@@ -49,6 +49,19 @@ def become_subreaper() -> None:
     prctl.become_subreaper()
 
 
+def stop_with_parent() -> None:
+    """Outside a container: a clean stop (SIGTERM) when whoever started the all-in-one dies.
+
+    As PID 1 (or a child of init) there is no parent to lose. A parent already gone by the time
+    the signal is armed would never send it: stop now instead."""
+    parent = os.getppid()
+    if os.getpid() == 1 or parent <= 1:
+        return
+    prctl.die_with_parent(signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def reap() -> None:
     while True:
         try:
@@ -120,6 +133,7 @@ def main(argv: list[str]) -> int:
         return CONFIG
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early)
+    stop_with_parent()
     become_subreaper()
     # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
     # through each program's umask= line.
