@@ -167,8 +167,9 @@ VARIABLES: tuple[Variable, ...] = (
         "SPIFFCTL_RUN_DIR",
         "spiffctl",
         "path",
-        "`/tmp/spiffctl-<uid>`",
-        "private runtime folder: role, state files, supervisord's configuration and socket",
+        "`$XDG_RUNTIME_DIR/spiffctl`, else `/run/spiffctl` for root, else `/tmp/spiffctl-<uid>`",
+        "private runtime folder (state files, supervisord's configuration, pid file and socket): an absolute path "
+        "to a folder of your own that nobody else can write, created 0700 when missing",
     ),
     Variable(
         RESTARTS,

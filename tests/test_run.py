@@ -259,31 +259,19 @@ def test_background_lease_settings_are_checked_before_waiting(fake_backend, stan
     assert code == 78 and "SPIFFCTL_LOCK_TTL" in err
 
 
-def test_unusable_run_dir_is_a_named_warning_and_the_role_still_starts(fake_backend, standin_record):
+@pytest.mark.parametrize("role", ["api", "all"])
+def test_unusable_run_dir_stops_every_role_with_78(fake_backend, standin_record, role):
     env = backend_env(
         standin_record, f"sqlite:///{standin_record.parent / 'db.sqlite3'}", SPIFFCTL_RUN_DIR="/etc/hostname"
     )
     env.update(standin_env(standin_record, exit_after=0))
-    code, _, err = finish(run(fake_backend, "api", env, "--no-wait"))
-    assert code == 0, err  # the stand-in's own exit: the role ran
-    assert [line for line in err.splitlines() if line.startswith("spiffctl:")] == [
-        "spiffctl: warning: SPIFFCTL_RUN_DIR: cannot use /etc/hostname as spiffctl's run folder (a file, not a "
-        "folder); point SPIFFCTL_RUN_DIR at a writable folder (it is created 0700), or unset it; starting anyway, "
-        "but `spiffctl healthcheck` cannot see this role"
-    ]
-    assert find_records(standin_record, role="api", event="start")
-
-
-def test_unusable_run_dir_stops_the_all_in_one_with_78(fake_backend, standin_record):
-    env = backend_env(
-        standin_record, f"sqlite:///{standin_record.parent / 'db.sqlite3'}", SPIFFCTL_RUN_DIR="/etc/hostname"
-    )
-    code, out, err = finish(run(fake_backend, "all", env, "--no-wait"))
+    code, out, err = finish(run(fake_backend, role, env, "--no-wait"))
     assert (code, out) == (78, "")
     assert err.splitlines() == [
-        "spiffctl: SPIFFCTL_RUN_DIR: cannot use /etc/hostname as spiffctl's run folder (a file, not a folder); "
-        "point SPIFFCTL_RUN_DIR at a writable folder (it is created 0700), or unset it"
+        "spiffctl: SPIFFCTL_RUN_DIR: '/etc/hostname' is not a folder; point SPIFFCTL_RUN_DIR at a folder of your "
+        "own that only you can write (created 0700 when missing), or unset it"
     ]
+    assert not find_records(standin_record, role="api", event="start")
 
 
 @pytest.mark.parametrize("mode", ["accept", "drop"])

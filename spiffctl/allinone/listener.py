@@ -44,6 +44,7 @@ from supervisor import events
 from supervisor.medusa import asyncore_25
 from supervisor.states import ProcessStates, SupervisorStates
 
+from spiffctl.allinone import dropwriter, orphans
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
 from spiffctl.errors import ConfigProblems
 from spiffctl.redact import Redactor, env_secrets
@@ -70,6 +71,9 @@ class Outcome:
 OUTCOME = Outcome()
 # A SIGTERM/SIGINT that arrived before supervisord installed its own handlers (set by pid1).
 EARLY_SIGNAL: list[int] = []
+# The watcher that stops the roles if supervisord dies without stopping them (one per run, kept
+# across reloads); pid1 tells it "done" after supervisord returns.
+ORPHANS: orphans.Guard | None = None
 
 
 def say(message: str) -> None:
@@ -169,8 +173,29 @@ class Watcher:
         events.subscribe(events.ProcessStateEvent, self.on_state)
         events.subscribe(events.SupervisorRunningEvent, self.on_running)
         events.subscribe(events.SupervisorStoppingEvent, self.on_stopping)
+        events.subscribe(events.Tick5Event, lambda event: dropwriter.pump())
+        self._guard_orphans()
         self._wrap_waitpid()
         install_wakeup()
+
+    def _guard_orphans(self) -> None:
+        """Every program's process group goes to the watcher as it is forked (see orphans)."""
+        global ORPHANS
+        if ORPHANS is None:
+            ORPHANS = orphans.Guard(self.stop_grace)
+        original: Callable[[], int] | None = getattr(self.options, "fork", None)
+        if original is None or getattr(original, "spiffctl", False):
+            return  # another supervisor version, or a reload that kept the wrapped options
+        guard = ORPHANS
+
+        def fork() -> int:
+            pid = original()
+            if pid > 0:
+                guard.adopt(pid)
+            return pid
+
+        fork.spiffctl = True  # type: ignore[attr-defined]
+        self.options.fork = fork
 
     def _wrap_waitpid(self) -> None:
         """Keep the raw wait status: supervisord reduces a signal death to -1 and forgets the signal."""
@@ -181,6 +206,8 @@ class Watcher:
         def waitpid() -> tuple[int, int]:
             pid, status = original()
             if pid:
+                if ORPHANS is not None:
+                    ORPHANS.drop(pid)
                 self.statuses[pid] = status
                 if len(self.statuses) > 256:  # orphans reaped as PID 1 are never looked up
                     self.statuses.pop(next(iter(self.statuses)))

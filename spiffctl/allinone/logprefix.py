@@ -14,8 +14,7 @@ incomplete tail of each stream is kept until its newline (or the role's exit) ar
 
 from __future__ import annotations
 
-import os
-
+from spiffctl.allinone import dropwriter
 from spiffctl.redact import Redactor
 
 # A role that never writes a newline must not grow our memory without bound.
@@ -24,21 +23,8 @@ SEPARATOR = b" | "
 
 
 def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except InterruptedError:
-            continue
-        except BlockingIOError:
-            # stdout may be non-blocking if the container runtime made it so: wait for it.
-            import select
-
-            select.select([], [fd], [], 1.0)
-            continue
-        except OSError:
-            return  # stdout closed (reader gone): losing log lines beats stopping supervision
-        view = view[written:]
+    # Never blocks: a stdout nobody reads must not stall supervision (see dropwriter).
+    dropwriter.write(fd, data)
 
 
 class LinePrefixer:

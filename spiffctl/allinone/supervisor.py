@@ -22,9 +22,9 @@ dependency check passes at once (they were all checked above). Roles the role ta
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +49,7 @@ STOP_GRACE = variables.STOP_GRACE
 PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 CONF_NAME = "supervisord.conf"
+LOCK_NAME = "allinone.lock"
 TEMPLATE = "supervisord.conf.tmpl"
 # AF_UNIX paths are limited to 108 bytes on Linux (including the NUL).
 MAX_SOCKET_PATH = 107
@@ -239,9 +240,9 @@ def render(plan: Plan, template: str | None = None) -> str:
 
 
 def write_config(plan: Plan) -> None:
-    (plan.run_dir / "roles").mkdir(mode=0o700, exist_ok=True)
+    for folder in (plan.run_dir / "roles", *(Path(p.env[state.RUN_DIR_VAR]) for p in plan.programs)):
+        state.run_dir({state.RUN_DIR_VAR: str(folder)})
     for program in plan.programs:
-        Path(program.env[state.RUN_DIR_VAR]).mkdir(mode=0o700, exist_ok=True)
         if PROMETHEUS_DIR in program.env:
             try:
                 Path(program.env[PROMETHEUS_DIR]).mkdir(parents=True, exist_ok=True)
@@ -254,19 +255,25 @@ def write_config(plan: Plan) -> None:
 
 
 def refuse_second_instance(plan: Plan) -> None:
-    """Two supervisors on one run dir would share the socket; a stale socket is fine (supervisord removes it)."""
-    if not plan.socket.exists():
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(1.0)
-        try:
-            s.connect(str(plan.socket))
-        except OSError:
-            return
-    raise ConfigError(
-        f"{state.RUN_DIR_VAR}: an all-in-one spiffctl already runs with {plan.run_dir} (see `spiffctl status`); "
-        "stop it or use another folder"
-    )
+    """One all-in-one per run folder: it holds ``LOCK_NAME`` until its process (exec'd into pid1) ends.
+
+    A lock, not a look at the socket: two started at the same moment both find no socket yet, and
+    the second supervisord would fail with its own text. The descriptor is inherited across the
+    exec on purpose; supervisord closes it in every program it starts."""
+    path = plan.run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise ConfigError(f"{state.RUN_DIR_VAR}: cannot open {path} ({e.strerror}); remove it") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.set_inheritable(fd, True)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(
+            f"{state.RUN_DIR_VAR}: an all-in-one spiffctl already runs with {plan.run_dir} (see `spiffctl status`); "
+            "stop it or use another folder"
+        ) from None
 
 
 def exec_pid1(plan: Plan) -> NoReturn:

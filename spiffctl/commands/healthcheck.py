@@ -22,6 +22,8 @@ BOUND = 1.8
 
 
 def run(role_name: str | None) -> int:
+    # An unsafe run folder is a configuration error (78) here as for every command, not "unhealthy".
+    state.run_dir(create=False)
     role = role_name or state.remembered_role()
     if not role:
         raise SpiffctlError(

@@ -19,7 +19,6 @@ from typing import NoReturn
 
 from spiffctl import migrate, schema, state
 from spiffctl.allinone import gate
-from spiffctl.errors import ConfigError
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
 from spiffctl.roles import get_role
 from spiffctl.settings import load
@@ -27,17 +26,11 @@ from spiffctl.stopping import closing_line
 from spiffctl.wait import wait_for
 
 
-def check_run_dir() -> None:
-    """A single role starts without its run folder, but says what that costs."""
-    try:
-        state.run_dir()
-    except ConfigError as e:
-        say(f"warning: {e.message}; starting anyway, but `spiffctl healthcheck` cannot see this role")
-
-
 def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: bool) -> NoReturn:
     role = get_role(role_name, allow_all=True)
     settings = load(backend_dir=backend_dir)
+    # An unsafe run folder is refused before anything is written to it (78), for every role.
+    state.run_dir()
     if role is None:
         from spiffctl.allinone import supervisor
 
@@ -62,7 +55,6 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
             migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
             gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
         state.done_waiting()
-    check_run_dir()
     state.remember_role(role.name)
     if lease is not None:
         guard.run_singleton(settings, lease, role, script, env, say=say)

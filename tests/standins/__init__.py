@@ -18,6 +18,7 @@ three roles share one environment.
 ====================== =========================================================================
 ``STANDIN_RECORD``     file to append JSON records to, one object per line (single O_APPEND write)
 ``STANDIN_PRINT``      text printed once at start to stdout and to stderr
+``STANDIN_PRINT_TIMES`` print that text this many times (default 1): a chatty role
 ``STANDIN_EXIT_AFTER`` seconds after start to exit by itself, with ``STANDIN_EXIT_CODE`` (default 0)
 ``STANDIN_STARTUP_DELAY`` seconds of "start-up" before ready (API: before it listens)
 ``STANDIN_IGNORE_TERM`` ``true``: ignore SIGTERM (record it) like a bash PID 1 in start-up;

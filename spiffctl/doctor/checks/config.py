@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from spiffctl import state
 from spiffctl.doctor.engine import Context, Result, findings, ok
+from spiffctl.errors import ConfigError
 from spiffctl.problem import Problem
 from spiffctl.roles import SCHEDULER_IN_APP, overrides
 from spiffctl.settings import role_problems
@@ -15,7 +17,19 @@ def check(ctx: Context) -> Result:
     for role in ctx.roles:
         problems += [p for p in role_problems(ctx.settings, role) if p not in problems]
     problems += trap(ctx)
+    problems += run_folder(ctx)
     return findings(NAME, problems) if problems else ok(NAME, "no problems found")
+
+
+def run_folder(ctx: Context) -> list[Problem]:
+    """The line every other command exits 78 with, as a finding of this check."""
+    try:
+        state.run_dir(ctx.settings.env, create=False)
+    except ConfigError as e:
+        detail, _, hint = e.message.partition("; ")
+        _, _, detail = detail.partition(": ")
+        return [Problem(state.RUN_DIR_VAR, detail, hint)]
+    return []
 
 
 def trap(ctx: Context) -> list[Problem]:
