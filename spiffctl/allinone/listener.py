@@ -45,9 +45,7 @@ from supervisor.medusa import asyncore_25
 from supervisor.states import ProcessStates, SupervisorStates
 
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
-from spiffctl.errors import ConfigProblems
-from spiffctl.redact import Redactor, env_secrets
-from spiffctl.secrets import resolve_file_secrets
+from spiffctl.redact import Redactor
 
 # The failing role is already gone; the healthy ones get this much time at most, so that the
 # whole run ends within 5 s of the failure.
@@ -79,14 +77,11 @@ def say(message: str) -> None:
 def output_redactor(env: Mapping[str, str]) -> Redactor:
     """What the roles must never print: the secrets of the environment they all inherit from us.
 
-    URL passwords, secret-named variables and ``*_FILE`` contents (each role reads those files
-    itself; ``run --role all`` already checked they are readable).
+    URL passwords (those of URLs read from ``*_FILE`` included), secret-named variables and
+    ``*_FILE`` contents. This process resolves the files itself, as each role does, moments after
+    ``run --role all`` checked them: the values never pass through a file or a command line.
     """
-    try:
-        _, file_secrets = resolve_file_secrets(env)
-    except ConfigProblems:
-        file_secrets = set()
-    return Redactor(env_secrets(env) | file_secrets)
+    return Redactor.for_env(env)
 
 
 def exit_code_of(status: int | None, fallback: int | None) -> tuple[int, str]:

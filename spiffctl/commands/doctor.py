@@ -15,7 +15,7 @@ from spiffctl import bounded, procfs
 from spiffctl.doctor import engine as doctor
 from spiffctl.doctor.checks import CHECKS
 from spiffctl.errors import CHECK_FAILED, CONFIG, OK, ConfigProblems
-from spiffctl.redact import Redactor, env_secrets
+from spiffctl.redact import Redactor
 from spiffctl.roles import get_role, roles_for
 from spiffctl.settings import load
 
@@ -52,7 +52,7 @@ def run(role_name: str, *, backend_dir: Path | None, as_json: bool, timeout: flo
 
 def _print_unreadable(role_name: str, e: ConfigProblems) -> None:
     """--json promises one document on stdout, even when the configuration cannot be read."""
-    scrub = Redactor(env_secrets(os.environ))
+    scrub = Redactor.for_env(os.environ)
     report = doctor.Report(role_name)
     seen: dict[str, int] = {}
     for problem in e.problems:
