@@ -36,21 +36,20 @@ def _percent(byte: int) -> bytes:
     return b"%" + _hex_digit(byte >> 4) + _hex_digit(byte & 15)
 
 
-def _char(c: str) -> tuple[bytes, int]:
+def _char(c: str, raw_newline: bool) -> tuple[bytes, int]:
     """A regex for one character in any printed form, and the longest match in bytes."""
     raw = c.encode("utf-8", "surrogateescape")
     if len(raw) == 1 and raw[0] in _UNRESERVED:
         return re.escape(raw), 1
     encoded = b"".join(_percent(b) for b in raw)
-    # No match spans a raw newline (each line of a multi-line secret is a secret of its own), so
-    # a stream can release every complete line at once.
-    alternatives = ([] if c == "\n" else [re.escape(raw)]) + [encoded] + ([rb"\+"] if c == " " else [])
+    alternatives = ([] if c == "\n" and not raw_newline else [re.escape(raw)]) + [encoded]
+    alternatives += [rb"\+"] if c == " " else []
     return b"(?:" + b"|".join(alternatives) + b")", 3 * len(raw)
 
 
-def forms(secret: str) -> list[tuple[bytes, int]]:
+def forms(secret: str, raw_newline: bool = True) -> list[tuple[bytes, int]]:
     """Regexes (with their longest match in bytes) for ``secret`` as programs print it."""
-    parts = [_char(c) for c in secret]
+    parts = [_char(c, raw_newline) for c in secret]
     out = [(b"".join(p for p, _ in parts), sum(n for _, n in parts))]
     escaped = {repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
     for text in sorted(escaped - {secret}):
@@ -77,19 +76,25 @@ class Pattern:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets: frozenset[str] = frozenset()
         self.regex: re.Pattern[bytes] | None = None
+        # For streams: no match spans a raw newline (each line of a multi-line secret is a secret
+        # of its own), so a stream can release every complete line at once.
+        self.in_line: re.Pattern[bytes] | None = None
         self.longest = 0  # the longest possible match, in bytes
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         self.secrets |= expand(secrets)
-        every = [form for s in self.secrets for form in forms(s)]
-        # Longest first, so a secret that contains another is masked whole.
-        every.sort(key=lambda f: (-f[1], f[0]))
-        self.regex = re.compile(b"|".join(p for p, _ in every)) if every else None
-        self.longest = max((n for _, n in every), default=0)
+        self.regex, self.longest = _alternation([f for s in self.secrets for f in forms(s)])
+        self.in_line, _ = _alternation([f for s in self.secrets for f in forms(s, raw_newline=False)])
 
     def sub(self, data: bytes) -> bytes:
         return self.regex.sub(MASK, data) if self.regex is not None else data
+
+
+def _alternation(every: list[tuple[bytes, int]]) -> tuple[re.Pattern[bytes] | None, int]:
+    # Longest first, so a secret that contains another is masked whole.
+    every.sort(key=lambda f: (-f[1], f[0]))
+    return (re.compile(b"|".join(p for p, _ in every)) if every else None), max((n for _, n in every), default=0)
 
 
 class StreamScrubber:
@@ -100,7 +105,7 @@ class StreamScrubber:
         self.held = b""
 
     def feed(self, data: bytes) -> bytes:
-        regex = self.pattern.regex
+        regex = self.pattern.in_line
         if regex is None:
             return data
         data = self.held + data
@@ -122,4 +127,4 @@ class StreamScrubber:
     def flush(self) -> bytes:
         """The stream ended: what was held back, scrubbed."""
         held, self.held = self.held, b""
-        return self.pattern.sub(held)
+        return self.pattern.in_line.sub(MASK, held) if self.pattern.in_line is not None else held
