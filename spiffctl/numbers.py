@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from spiffctl.errors import CONFIG, USAGE, SpiffctlError
+from spiffctl.errors import CONFIG, USAGE, ConfigError, SpiffctlError
 from spiffctl.redact import quote
 
 
@@ -39,5 +39,6 @@ def parse(
     if not (low <= value <= high):  # also false for NaN
         what = f"a whole number of {unit}" if whole else f"a number of {unit}"
         message = f"{name}: {quote(raw)} is not {what} from {low:g} to {high:g}; use e.g. {default:g} (the default)"
-        raise SpiffctlError(message, exit_code)
+        # ConfigError for a variable: callers that report configuration problems (doctor) catch it.
+        raise ConfigError(message) if exit_code == CONFIG else SpiffctlError(message, exit_code)
     return value

@@ -40,6 +40,14 @@ def quote(value: str) -> str:
     return repr(redact_url(value))
 
 
+def quote_url(value: str) -> str:
+    """A URL variable's value, quoted for a message; one that is no URL at all (a password pasted
+    into the wrong variable, say) is described by its shape, never echoed."""
+    if "://" in value:
+        return quote(value)
+    return f"a value of {len(value)} characters without scheme://"
+
+
 def url_secrets(url: str) -> set[str]:
     """The secret values embedded in ``url`` (raw and percent-decoded), for :class:`Redactor`."""
     return urls.secrets(url)
