@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -150,32 +151,43 @@ def materialize(case: Case, root: Path) -> dict[str, str]:
 
 @dataclass
 class Verdict:
-    code: int | None  # None: it hung
+    code: int | None  # None: still running at the timeout (stopped with SIGTERM)
     output: str
     traceback: bool
     internal: bool
     leaked: bool
+    hung: bool  # a bounded command (doctor, healthcheck, status) did not end
 
 
 def judge(case: Case, timeout: float = 20) -> Verdict:
     with tempfile.TemporaryDirectory(prefix="spiffctl-fuzz-") as tmp:
         env = materialize(case, Path(tmp))
-        try:
-            p = subprocess.run(
-                [sys.executable, "-m", "spiffctl", *case.argv],
-                env=env,
-                capture_output=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
-            code: int | None = p.returncode
-            output = (p.stdout + p.stderr).decode("utf-8", "replace")
-        except subprocess.TimeoutExpired as e:
-            code, output = None, ((e.stdout or b"") + (e.stderr or b"")).decode("utf-8", "replace")
+        code, output = _run([sys.executable, "-m", "spiffctl", *case.argv], env, timeout)
     return Verdict(
         code=code,
         output=output,
         traceback="Traceback" in output,
         internal=code == 70 or "internal error" in output,
         leaked=any(form in output for form in printed_forms(case.secret)),
+        # `run` may wait by design: a Background standby waits for its lease store.
+        hung=code is None and case.argv[0] != "run",
     )
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+    """Exit code (None when stopped at the timeout) and output; nothing of it is left running."""
+    p = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        out, err = p.communicate(timeout=timeout)
+        code: int | None = p.returncode
+    except subprocess.TimeoutExpired:
+        code = None
+        os.killpg(p.pid, signal.SIGTERM)  # the all-in-one stops its roles on SIGTERM
+        try:
+            out, err = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+    return code, (out + err).decode("utf-8", "replace")

@@ -18,7 +18,7 @@ EXAMPLES = 250
 @given(cases())
 def test_no_traceback_no_internal_error_no_secret(case: Case) -> None:
     verdict = judge(case)
-    assert verdict.code is not None, f"{case.argv} hung: {verdict.output[-400:]}"
+    assert not verdict.hung, f"{case.argv} hung: {verdict.output[-400:]}"
     assert not verdict.traceback, verdict.output[-2000:]
     assert not verdict.internal, verdict.output[-2000:]
     assert not verdict.leaked, verdict.output[-2000:]
