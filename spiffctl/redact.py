@@ -98,6 +98,11 @@ class Redactor:
         return scrub.StreamScrubber(self.pattern)
 
     @property
+    def secrets(self) -> frozenset[str]:
+        """The values scrubbed (each line of a multi-line one included)."""
+        return self.pattern.secrets
+
+    @property
     def longest(self) -> int:
         """Length in bytes of the longest form of a known secret (0 when none)."""
         return self.pattern.longest

@@ -68,6 +68,8 @@ class Outcome:
 OUTCOME = Outcome()
 # A SIGTERM/SIGINT that arrived before supervisord installed its own handlers (set by pid1).
 EARLY_SIGNAL: list[int] = []
+# The secrets `run --role all` resolved, handed over by pid1 (spiffctl.allinone.handoff).
+HANDED_SECRETS: set[str] = set()
 
 
 def say(message: str) -> None:
@@ -78,10 +80,12 @@ def output_redactor(env: Mapping[str, str]) -> Redactor:
     """What the roles must never print: the secrets of the environment they all inherit from us.
 
     URL passwords (those of URLs read from ``*_FILE`` included), secret-named variables and
-    ``*_FILE`` contents. This process resolves the files itself, as each role does, moments after
-    ``run --role all`` checked them: the values never pass through a file or a command line.
+    ``*_FILE`` contents: those ``run --role all`` resolved (handed over in memory), and those of
+    the files as they are now, since each role reads them again at every start.
     """
-    return Redactor.for_env(env)
+    redactor = Redactor.for_env(env)
+    redactor.add(HANDED_SECRETS)
+    return redactor
 
 
 def exit_code_of(status: int | None, fallback: int | None) -> tuple[int, str]:

@@ -30,7 +30,7 @@ import time
 from types import FrameType
 
 from spiffctl import prctl, procfs
-from spiffctl.allinone import listener
+from spiffctl.allinone import handoff, listener
 from spiffctl.errors import SOFTWARE
 
 LEFTOVER_WAIT = 1.0
@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early)
     become_subreaper()
+    listener.HANDED_SECRETS |= handoff.take(os.environ)
     # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
     # through each program's umask= line.
     os.umask(0o077)
