@@ -133,9 +133,6 @@ def _check_sqlite_file(database: Endpoint, source: str) -> None:
     that means the same in every replica."""
     from spiffctl.probes.sqlite import path_of
 
-    problem = urls.sqlite_problem(database.url)
-    if problem:
-        raise ConfigError(f"{source}: {'; '.join(problem)}")
     if database.url.split("://", 1)[1].split("?", 1)[0] in ("", "/", "/:memory:"):
         raise ConfigError(f"{source}: an in-memory SQLite database cannot hold the lease; {SET_LOCK_URL}")
     path = path_of(database)
@@ -144,6 +141,9 @@ def _check_sqlite_file(database: Endpoint, source: str) -> None:
             f"{source}: the SQLite lease needs the database file's absolute path, "
             "sqlite:////path/to/db.sqlite3 (four slashes)"
         )
+    problem = urls.sqlite_problem(database.url)
+    if problem:
+        raise ConfigError(f"{source}: {'; '.join(problem)}")
 
 
 def _database_url(url: str, source: str) -> Endpoint:
