@@ -247,6 +247,6 @@ def _bad_variable(e: Exception, ctx: Sourced | None) -> str:
 def _scrubber() -> Callable[[str], str]:
     """Every line spiffctl prints on the way out passes here: messages are redacted where they
     are made, and this is the net under them (a value quoted by a library, a missed path)."""
-    from spiffctl.redact import Redactor, env_secrets
+    from spiffctl.redact import Redactor
 
-    return Redactor(env_secrets(os.environ))
+    return Redactor.for_env(os.environ)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from spiffctl.errors import CONFIG, USAGE, SpiffctlError
+from spiffctl.errors import CONFIG, USAGE, ConfigError, SpiffctlError
 from spiffctl.redact import quote
 
 
@@ -50,6 +50,8 @@ def parse(
         return default
     wrong = complaint(raw, low=low, high=high, unit=unit, whole=whole)
     if wrong:
-        raise SpiffctlError(f"{name}: {wrong}; {fix(default)}", exit_code)
+        message = f"{name}: {wrong}; {fix(default)}"
+        # ConfigError for a variable: callers that report configuration problems (doctor) catch it.
+        raise ConfigError(message) if exit_code == CONFIG else SpiffctlError(message, exit_code)
     text = raw.strip()
     return int(text) if whole else float(text)

@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from spiffctl import urls, variables
+from spiffctl import paths, urls, variables
+from spiffctl.errors import ConfigError
 from spiffctl.problem import Problem, Severity
-from spiffctl.redact import Redactor, env_secrets, quote, redact_url
+from spiffctl.redact import Redactor, env_secrets, quote, quote_url, redact_url
 from spiffctl.roles import CELERY_ENABLED, Need, Role
 from spiffctl.secrets import resolve_file_secrets
 from spiffctl.variables import tcp_port
@@ -54,6 +55,7 @@ DEFAULT_BROKER = "redis://localhost"
 DEFAULT_PORT = 7000
 DATABASE_TYPES = ("mysql", "postgres", "sqlite")
 BACKEND_MARKER = "bin/boot_server_in_docker"
+BACKEND_DIR_FLAG = "--backend-dir (SPIFFCTL_BACKEND_DIR)"
 
 SQL_KINDS = ("postgres", "mysql", "sqlite")
 
@@ -147,11 +149,21 @@ def default_backend_dir(cwd: Path | None = None) -> Path:
     return cwd or Path.cwd()
 
 
+def _backend_root(path: Path) -> Path:
+    why = paths.too_long(str(path))
+    try:
+        if why is None:
+            return path.resolve()
+    except OSError as e:  # a symlink loop, a folder we may not search
+        why = e.strerror
+    raise ConfigError(f"{BACKEND_DIR_FLAG}: the folder cannot be used: {why}; point it at the backend root")
+
+
 def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = None) -> Settings:
     """Read the environment the way the backend would, collecting every problem found."""
     raw = dict(os.environ if environ is None else environ)
     env, file_secrets = resolve_file_secrets(raw)
-    backend = (backend_dir or default_backend_dir()).resolve()
+    backend = _backend_root(backend_dir or default_backend_dir())
     redactor = Redactor(file_secrets | env_secrets(env))
     problems: list[Problem] = list(variables.problems(env))
 
@@ -277,7 +289,7 @@ def _check_url(
     severity: Severity = "error",
 ) -> bool:
     """Malformed URLs become problems here, so probes can trust what they are given."""
-    shown = quote(url)
+    shown = quote_url(url)
     # Angle brackets: the redactor leaves a template alone (it would mask "user:password@").
     form = "write it as <scheme>://<user>:<password>@<host>:<port>/<name>"
     try:
@@ -351,6 +363,10 @@ def _database(
                 )
             )
         if scheme == "sqlite":
+            problem = urls.sqlite_problem(uri)
+            if problem:
+                problems.append(Problem(DATABASE_URI, *problem))
+                return db_type, source, None
             return db_type, source, Endpoint(Need.DATABASE, "sqlite", _sqlite_absolute(uri, backend), DATABASE_URI)
         if not _check_url(DATABASE_URI, uri, problems, "sqlalchemy"):
             return db_type, source, None
@@ -434,7 +450,10 @@ def _broker(get: Getter, problems: list[Problem]) -> Endpoint | None:
                 )
             )
             return None
-        return Endpoint(Need.BROKER, "sqs", get(SQS_URL) or "", SQS_URL)
+        queue = get(SQS_URL) or ""
+        if not _check_url(SQS_URL, queue, problems):
+            return None
+        return Endpoint(Need.BROKER, "sqs", queue, SQS_URL)
     if not _check_url(BROKER_URL, url, problems):
         return None
     return Endpoint(Need.BROKER, kind, url, BROKER_URL)

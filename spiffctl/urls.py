@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from spiffctl import paths
+
 MASK = "***"
 
 Grammar = Literal["sqlalchemy", "standard"]
@@ -80,6 +82,8 @@ def scheme_of(text: str) -> str:
 
 def parse(text: str, grammar: Grammar) -> URL:
     """``text`` as its consumer reads it; :class:`URLError` (quoting nothing) when it cannot."""
+    if text != text.strip():
+        raise URLError("it begins or ends with white space; remove it")
     if grammar == "sqlalchemy":
         return _parse_sqlalchemy(text)
     return _parse_standard(text)
@@ -90,6 +94,7 @@ def _parse_sqlalchemy(text: str) -> URL:
     if m is None or m.end() != len(text):
         # SQLAlchemy silently drops what follows a line break in the query; we refuse it.
         raise URLError("it is not a URL SQLAlchemy can read (scheme://user:password@host:port/database)")
+    _check_host(m["host"])
     if "@" in (m["host"] or "") + (m["port"] or "") + (m["database"] or ""):
         # SQLAlchemy reads "u:p@ss@db" as password "p", host "ss@db": the password held an "@".
         # Checked before the port: "u:p@ss:w@db:5432" would otherwise read as a bad port "w@db".
@@ -129,6 +134,7 @@ def _parse_standard(text: str) -> URL:
         # "redis://u:pa/ss@h" parses as host "u", port "pa"... or even as a valid port: an "@"
         # after the host part means the password ended it early.
         raise URLError(_hint_special(text) or "it has an '@' after its host part")
+    _check_host(parts.hostname)
     return URL(
         scheme=scheme,
         username=unquote(parts.username) if parts.username is not None else None,
@@ -139,6 +145,21 @@ def _parse_standard(text: str) -> URL:
         query=tuple(parse_qsl(parts.query, keep_blank_values=False)),
         netloc_end=len(scheme) + 3 + len(parts.netloc),
     )
+
+
+# RFC 1035 limits, which the resolver enforces with an exception of its own (IDNA's "label empty
+# or too long") at connect time.
+MAX_LABEL = 63
+MAX_HOST = 253
+
+
+def _check_host(host: str | None) -> None:
+    if not host or ":" in host:  # none, or an IPv6 address
+        return
+    if len(host.rstrip(".")) > MAX_HOST:
+        raise URLError(f"its host name is longer than {MAX_HOST} characters")
+    if any(len(label) > MAX_LABEL for label in host.split(".")):
+        raise URLError(f"its host name has a part (between dots) longer than {MAX_LABEL} characters")
 
 
 def _port(text: str | None) -> int | None:
@@ -248,3 +269,22 @@ def secrets(text: str) -> set[str]:
 
 
 _DELIMITERS = re.compile(r"[/?#@:\[\]]")
+
+
+def sqlite_problem(text: str) -> tuple[str, str] | None:
+    """Why the SQLite URL ``text`` cannot name a database file and how to fix it (nothing of it
+    quoted), or ``None``.
+
+    SQLAlchemy ignores a user, password, host or port in a SQLite URL and reads the rest as a
+    relative path: ``sqlite://user:pw@host/db`` would make a folder named after the password.
+    """
+    rest = text.split("://", 1)[1] if "://" in text else ""
+    authority = rest.split("/", 1)[0] if "/" in rest else rest.split("?", 1)[0]
+    if authority and authority != ":memory:":
+        return (
+            "names a user, password, host or port, but SQLite opens a file on this machine",
+            "write sqlite:////absolute/path.sqlite3 (four slashes) or sqlite:///relative/path.sqlite3",
+        )
+    path = rest[1:].split("?", 1)[0] if rest.startswith("/") else ""
+    why = paths.too_long(path) if path else None
+    return (f"cannot name a file: {why}", "use a shorter path") if why else None

@@ -46,9 +46,7 @@ from supervisor.states import ProcessStates, SupervisorStates
 
 from spiffctl.allinone import dropwriter, orphans
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
-from spiffctl.errors import ConfigProblems
-from spiffctl.redact import Redactor, env_secrets
-from spiffctl.secrets import resolve_file_secrets
+from spiffctl.redact import Redactor
 
 # The failing role is already gone; the healthy ones get this much time at most, so that the
 # whole run ends within 5 s of the failure.
@@ -74,6 +72,8 @@ EARLY_SIGNAL: list[int] = []
 # The watcher that stops the roles if supervisord dies without stopping them (one per run, kept
 # across reloads); pid1 tells it "done" after supervisord returns.
 ORPHANS: orphans.Guard | None = None
+# The secrets `run --role all` resolved, handed over by pid1 (spiffctl.allinone.handoff).
+HANDED_SECRETS: set[str] = set()
 
 
 def say(message: str) -> None:
@@ -83,14 +83,13 @@ def say(message: str) -> None:
 def output_redactor(env: Mapping[str, str]) -> Redactor:
     """What the roles must never print: the secrets of the environment they all inherit from us.
 
-    URL passwords, secret-named variables and ``*_FILE`` contents (each role reads those files
-    itself; ``run --role all`` already checked they are readable).
+    URL passwords (those of URLs read from ``*_FILE`` included), secret-named variables and
+    ``*_FILE`` contents: those ``run --role all`` resolved (handed over in memory), and those of
+    the files as they are now, since each role reads them again at every start.
     """
-    try:
-        _, file_secrets = resolve_file_secrets(env)
-    except ConfigProblems:
-        file_secrets = set()
-    return Redactor(env_secrets(env) | file_secrets)
+    redactor = Redactor.for_env(env)
+    redactor.add(HANDED_SECRETS)
+    return redactor
 
 
 def exit_code_of(status: int | None, fallback: int | None) -> tuple[int, str]:

@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Any
 
 from spiffctl import prctl, privdir, procfs
-from spiffctl.allinone import dropwriter, listener
+from spiffctl.allinone import dropwriter, handoff, listener
 from spiffctl.errors import CONFIG, SOFTWARE
 
 LEFTOVER_WAIT = 1.0
@@ -135,6 +135,7 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, _early)
     stop_with_parent()
     become_subreaper()
+    listener.HANDED_SECRETS |= handoff.take(os.environ)
     # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
     # through each program's umask= line.
     os.umask(0o077)

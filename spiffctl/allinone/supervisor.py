@@ -26,7 +26,7 @@ import fcntl
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +34,7 @@ from string import Template
 from typing import NoReturn
 
 from spiffctl import state, variables
+from spiffctl.allinone import handoff
 from spiffctl.allinone.gate import START_AFTER
 from spiffctl.errors import ConfigError, ConfigProblems
 from spiffctl.launch import script_path
@@ -96,7 +97,7 @@ def run_all(settings: Settings, *, wait_timeout: float, wait: bool, say: Say) ->
         f"starting {names} under supervisord (restarts {plan.restarts}, stop grace {plan.stop_grace} s); "
         "`spiffctl status` lists them"
     )
-    exec_pid1(plan)
+    exec_pid1(plan, settings.redactor.secrets)
 
 
 def check_config(settings: Settings, roles: list[Role], *, say: Say) -> None:
@@ -276,8 +277,9 @@ def refuse_second_instance(plan: Plan) -> None:
         ) from None
 
 
-def exec_pid1(plan: Plan) -> NoReturn:
+def exec_pid1(plan: Plan, secrets: Iterable[str] = ()) -> NoReturn:
     python = python_executable()
+    handoff.give(secrets, os.environ)  # the log prefixer scrubs what this process resolved
     sys.stdout.flush()
     sys.stderr.flush()
     # os.environ, not settings.env: each role re-reads *_FILE secrets itself, exactly as alone.

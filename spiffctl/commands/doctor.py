@@ -17,7 +17,7 @@ from spiffctl.doctor.checks import CHECKS
 from spiffctl.doctor.checks.config import NAME as CONFIGURATION
 from spiffctl.errors import CHECK_FAILED, CONFIG, OK, ConfigProblems
 from spiffctl.problem import Problem
-from spiffctl.redact import Redactor, env_secrets
+from spiffctl.redact import Redactor
 from spiffctl.roles import get_role, roles_for
 from spiffctl.settings import load
 
@@ -54,7 +54,7 @@ def run(role_name: str, *, backend_dir: Path | None, as_json: bool, timeout: flo
 
 def _print_unreadable(role_name: str, e: ConfigProblems) -> None:
     """--json promises one document on stdout, even when the configuration cannot be read."""
-    scrub = Redactor(env_secrets(os.environ))
+    scrub = Redactor.for_env(os.environ)
     found = []
     for line in e.problems:
         # secrets.py writes "<variable>...: <what>; <fix>" and never includes a file's content.

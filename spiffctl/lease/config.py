@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from spiffctl import urls, variables
 from spiffctl.errors import ConfigError
-from spiffctl.redact import quote, redact_url
+from spiffctl.redact import quote, quote_url, redact_url
 from spiffctl.roles import Need
 from spiffctl.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, Settings
 
@@ -138,19 +138,22 @@ def _check_sqlite_file(database: Endpoint, source: str) -> None:
             f"{source}: the SQLite lease needs the database file's absolute path, "
             "sqlite:////path/to/db.sqlite3 (four slashes)"
         )
+    problem = urls.sqlite_problem(database.url)
+    if problem:
+        raise ConfigError(f"{source}: {'; '.join(problem)}")
 
 
 def _database_url(url: str, source: str) -> Endpoint:
     try:
         urls.parse(url, "sqlalchemy")
     except urls.URLError as e:
-        raise ConfigError(f"{source}: {quote(url)} is malformed: {e}") from None
+        raise ConfigError(f"{source}: {quote_url(url)} is malformed: {e}") from None
     kind = DB_SCHEMES[urls.scheme_of(url).lower().split("+", 1)[0]]
     return Endpoint(Need.DATABASE, kind, url, source)
 
 
 def _check_redis_url(url: str, source: str) -> None:
-    shown = quote(url)
+    shown = quote_url(url)
     if urls.scheme_of(url).lower() not in ("redis", "rediss"):
         raise ConfigError(f"{source}: {shown} is neither a Redis nor a database URL; {SET_LOCK_URL}")
     try:
