@@ -22,6 +22,7 @@ from spiffctl.lease.config import lock_config
 from spiffctl.lease.redis_store import RedisStore
 from spiffctl.settings import load
 from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
+from tests.standins import give_venv
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "lease_standin.py"
@@ -30,13 +31,18 @@ REPO = HERE.parent
 GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activity is split there
 
 
-def write_backend(root: Path) -> Path:
-    """A backend root whose Background script runs the stand-in through a bash layer, like the real one."""
+def write_backend(root: Path, *, warm: bool = False) -> Path:
+    """A backend root whose Background script runs the stand-in through a bash layer, like the real one.
+
+    With ``warm`` it also has a venv python that imports the stand-in backend package and APScheduler
+    (tests/standins/site), so the warm start works; without, spiffctl falls back to the script."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     script = root / "bin" / "start_blocking_apscheduler"
     script.write_text(f'#!/usr/bin/env bash\nset -e\n"{sys.executable}" "{STANDIN}"\n')
     script.chmod(0o755)
     (root / "bpmn").mkdir(exist_ok=True)
+    if warm:
+        give_venv(root, site=True)
     return root
 
 
@@ -221,10 +227,10 @@ def holder_of(runs: dict[int, Run]) -> Run | None:
 class Cluster:
     """One private Redis, one stand-in backend, any number of replicas sharing them."""
 
-    def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0) -> None:
+    def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0, warm: bool = False) -> None:
         self.tmp = tmp
         self.ttl = ttl
-        write_backend(tmp / "backend")
+        write_backend(tmp / "backend", warm=warm)
         self.redis = PrivateRedis(requirepass=password).start()
         self.replicas: list[Replica] = []
         self.url = self.redis.url

@@ -46,7 +46,7 @@ from spiffctl.lease.machine import (
     WatchdogGone,
     WriteState,
 )
-from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, LoadFailed, Loaded, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 from spiffctl.lease.timing import Timings, local_deadline
 
 PACKAGE = Path(machine_module.__file__).resolve().parent

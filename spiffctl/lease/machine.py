@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from spiffctl.errors import SOFTWARE, internal_error
-from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, LoadFailed, Loaded, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 from spiffctl.lease.timing import Timings
 
 UNAVAILABLE = 69  # EX_UNAVAILABLE: the store refused us
@@ -253,7 +253,19 @@ class Exit:
 
 
 Action = (
-    Say | WriteState | CheckStore | Acquire | Renew | Release | StartChild | StartWarm | Go | Fence | Stop | KillGroup | Exit
+    Say
+    | WriteState
+    | CheckStore
+    | Acquire
+    | Renew
+    | Release
+    | StartChild
+    | StartWarm
+    | Go
+    | Fence
+    | Stop
+    | KillGroup
+    | Exit
 )
 Request = CheckStore | Acquire | Renew | Release | KillGroup
 
@@ -470,7 +482,9 @@ class Machine:
         if self.armed:
             out.append(Say(f"the app is loaded ({took}); the scheduler starts now"))
         else:
-            out.append(Say(f"warm standby: the app is loaded ({took}); the scheduler starts as soon as we hold the lease"))
+            out.append(
+                Say(f"warm standby: the app is loaded ({took}); the scheduler starts as soon as we hold the lease")
+            )
 
     def _load_failed(self, unusable: bool, reason: str, now: float, out: list[Action]) -> None:
         self.dying = True
@@ -482,7 +496,7 @@ class Machine:
         out.append(Say(f"the warm child could not load the app: {reason}; trying again in {pause:g} s"))
 
     def _backoff(self, now: float) -> float:
-        pause = min(self.t.poll * 2 ** min(self.warm_failures, 10), WARM_BACKOFF_MAX)
+        pause = min(self.t.poll * 2.0 ** min(self.warm_failures, 10), WARM_BACKOFF_MAX)
         self.next_warm = now + pause
         return pause
 

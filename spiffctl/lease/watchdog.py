@@ -41,7 +41,7 @@ import time
 from spiffctl import prctl
 from spiffctl.lease import messages
 from spiffctl.lease.clock import now
-from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, LoadFailed, Loaded, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 
 INF = float("inf")
 

@@ -1,0 +1,127 @@
+"""The warm standby (issue 17) with real replicas, a private Redis and the stand-in backend venv
+(tests/standins/site): the scheduler starts in an app loaded ahead of the lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lease_support import Cluster, Replica, wait_for
+
+TTL = 3.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, ttl=TTL, warm=True)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def warm_pair(cluster: Cluster) -> tuple[Replica, Replica]:
+    a, b = cluster.holder_and_standby()
+    cluster.wait_log(b, "warm standby: the app is loaded", timeout=30)
+    return a, b
+
+
+def scheduler_start_after(cluster: Cluster, name: str, sig: int, a: Replica) -> float:
+    sent = time.monotonic()
+    a.signal(sig)
+    assert wait_for(lambda: cluster.workers_of(name), 3 * TTL + 10), cluster.logs()
+    return cluster.workers_of(name)[0].start - sent
+
+
+def test_failover_after_the_holders_sigkill_within_ttl_plus_2s(cluster):
+    a, b = warm_pair(cluster)
+    gap = scheduler_start_after(cluster, "b", signal.SIGKILL, a)
+    assert gap <= TTL + 2, cluster.logs()
+    assert "starting the scheduler in the warm child" in b.log()
+    cluster.assert_no_overlap()
+
+
+def test_handoff_after_the_holders_sigterm_within_2s(cluster):
+    a, _b = warm_pair(cluster)
+    gap = scheduler_start_after(cluster, "b", signal.SIGTERM, a)
+    assert gap <= 2, cluster.logs()
+    assert a.wait(15) == 143  # its scheduler was stopped by SIGTERM; spiffctl passes its code on
+    cluster.assert_no_overlap()
+
+
+def test_a_warm_child_that_was_not_told_to_go_is_not_a_scheduler(cluster):
+    _a, _b = warm_pair(cluster)
+    assert cluster.workers_of("b") == []  # loaded, no start record, no ticks
+    assert len(cluster.workers_of("a")) == 1
+    path = cluster.tmp / "run-b" / "background.json"
+    assert wait_for(lambda: json.loads(path.read_text()).get("warm") == "warm", 5), path.read_text()
+    state = json.loads(path.read_text())
+    assert state["mode"] == "standby" and state["warm_since"] > 0
+
+
+def test_sigkilled_standby_leaves_nothing_behind(cluster):
+    _a, b = warm_pair(cluster)
+    b.signal(signal.SIGKILL)  # spiffctl only: its watchdog and warm child must go by themselves
+    assert wait_for(lambda: not b.processes(), 10), cluster.logs()
+
+
+def test_standby_warm_child_crash_rewarms_and_leaves_the_lease_alone(cluster):
+    _a, b = warm_pair(cluster)
+    state = json.loads((cluster.tmp / "run-b" / "background.json").read_text())
+
+    def cmdline(pid: int) -> str:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+
+    children = [p for p in b.processes() if "warm.py" in cmdline(p) and "lease.watchdog" not in cmdline(p)]
+    assert children, cluster.logs()
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    cluster.wait_log(b, "the warm child exited with code", timeout=10)
+    assert wait_for(lambda: b.log().count("warm standby: the app is loaded") >= 2, 30), cluster.logs()
+    assert len(cluster.workers_of("a")) == 1 and cluster.workers_of("b") == []
+    assert state["mode"] == "standby"
+
+
+def test_import_failure_falls_back_to_the_script(tmp_path):
+    c = Cluster(tmp_path, ttl=TTL, warm=True)
+    try:
+        # A venv whose python has no backend package: the warm child cannot import its entry points.
+        (c.tmp / "backend" / ".venv" / "bin" / "python").write_text(
+            "#!/bin/sh\nPYTHONPATH= exec " + sys.executable + ' -S "$@"\n'
+        )
+        c.prime()
+        a = c.start("a")
+        c.wait_log(a, "warm start is not possible (ModuleNotFoundError", timeout=30)
+        c.wait_log(a, "started start_blocking_apscheduler", timeout=30)
+        c.wait_worker("a")
+    finally:
+        c.close()
+
+
+def test_script_mode_runs_the_stock_script(tmp_path):
+    c = Cluster(tmp_path, ttl=TTL, warm=True)
+    try:
+        c.prime()
+        a = c.start("a", SPIFFCTL_BACKGROUND_START="script")
+        c.wait_log(a, "started start_blocking_apscheduler", timeout=20)
+        assert "warm" not in a.log()
+    finally:
+        c.close()
+
+
+def test_bad_start_mode_is_78(tmp_path):
+    c = Cluster(tmp_path, ttl=TTL)
+    try:
+        a = c.start("a", SPIFFCTL_BACKGROUND_START="hot")
+        assert a.wait(30) == 78
+        assert "SPIFFCTL_BACKGROUND_START: 'hot' is not warm or script" in a.log()
+        assert "Traceback" not in a.log()
+    finally:
+        c.close()
