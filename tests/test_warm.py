@@ -125,3 +125,52 @@ def test_bad_start_mode_is_78(tmp_path):
         assert "Traceback" not in a.log()
     finally:
         c.close()
+
+
+def test_stale_connections_of_a_standby_do_not_fail_its_first_jobs(tmp_path):
+    """Every session of the standby's app terminated while it waits: its first jobs still succeed.
+
+    The stand-in app keeps the connection it made while loading in its pool (no pre-ping, like the
+    backend's default): without the dispose before ``start_apscheduler`` the first job fails.
+    The app's database is a fresh one on the shared PostgreSQL; only its own sessions are ended."""
+    import uuid
+
+    import psycopg
+
+    name = f"warm_{uuid.uuid4().hex[:12]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+    def terminate() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    c = Cluster(tmp_path, ttl=TTL, warm=True)
+    try:
+        extra = {"SPIFFWORKFLOW_BACKEND_DATABASE_URI": url, "STANDIN_APP_DB": "true"}
+        c.prime()
+        a = c.start("a", **extra)
+        c.wait_worker("a", timeout=30)
+        b = c.start("b", **extra)
+        c.wait_log(b, "warm standby: the app is loaded", timeout=30)
+        terminate()
+        a.signal(signal.SIGTERM)
+        jobs = c.tmp / "records.txt"
+
+        def b_jobs() -> list[str]:
+            pids = {r.pid for r in c.workers_of("b")}
+            return [
+                ln.split()[3]
+                for ln in jobs.read_text().splitlines()
+                if ln.startswith("job ") and int(ln.split()[2]) in pids
+            ]
+
+        assert wait_for(lambda: len(b_jobs()) >= 2, 20), c.logs()
+        assert b_jobs()[:2] == ["ok", "ok"], c.logs()
+    finally:
+        c.close()
+        terminate()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
