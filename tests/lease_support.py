@@ -357,11 +357,11 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
 class DbCluster(Cluster):
     """One private PostgreSQL or MariaDB: the backend's database, and so the lease's (no Redis)."""
 
-    def __init__(self, tmp: Path, kind: str, *, ttl: float = 3.0) -> None:
+    def __init__(self, tmp: Path, kind: str, *, ttl: float = 3.0, warm: bool = False) -> None:
         self.tmp = tmp
         self.ttl = ttl
         self.kind = kind
-        write_backend(tmp / "backend")
+        write_backend(tmp / "backend", warm=warm)
         self.server: PrivatePostgres | PrivateMariaDB = PrivatePostgres() if kind == "postgres" else PrivateMariaDB()
         self.server.start()
         self.replicas = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lease_support import Cluster, Replica, wait_for
+from tests.lease_support import Cluster, DbCluster, Replica, wait_for
 
 TTL = 3.0
 
@@ -40,6 +40,16 @@ def scheduler_start_after(cluster: Cluster, name: str, sig: int, a: Replica) -> 
     return cluster.workers_of(name)[0].start - sent
 
 
+@pytest.fixture(params=["postgres", "mysql"])
+def db_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DbCluster]:
+    """The lease in the backend's database (private PostgreSQL or MariaDB), no Redis."""
+    c = DbCluster(tmp_path, request.param, ttl=TTL, warm=True)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
 def test_failover_after_the_holders_sigkill_within_ttl_plus_2s(cluster):
     a, b = warm_pair(cluster)
     gap = scheduler_start_after(cluster, "b", signal.SIGKILL, a)
@@ -53,6 +63,20 @@ def test_handoff_after_the_holders_sigterm_within_2s(cluster):
     gap = scheduler_start_after(cluster, "b", signal.SIGTERM, a)
     assert gap <= 2, cluster.logs()
     assert a.wait(15) == 143  # its scheduler was stopped by SIGTERM; spiffctl passes its code on
+    cluster.assert_no_overlap()
+
+
+def test_database_lease_fails_over_and_hands_off_warm(db_cluster):
+    cluster = db_cluster
+    a, b = warm_pair(cluster)
+    gap = scheduler_start_after(cluster, "b", signal.SIGKILL, a)
+    assert gap <= TTL + 2, cluster.logs()
+    # b holds now; a new standby c loads its app, then b hands the lease to it.
+    c = cluster.start("c")
+    cluster.wait_log(c, "warm standby: the app is loaded", timeout=30)
+    gap = scheduler_start_after(cluster, "c", signal.SIGTERM, b)
+    assert gap <= 2, cluster.logs()
+    assert "starting the scheduler in the warm child" in c.log()
     cluster.assert_no_overlap()
 
 
