@@ -34,11 +34,14 @@ GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activi
 def write_backend(root: Path, *, warm: bool = False) -> Path:
     """A backend root whose Background script runs the stand-in through a bash layer, like the real one.
 
-    With ``warm`` it also has a venv python that imports the stand-in backend package and APScheduler
-    (tests/standins/site), so the warm start works; without, spiffctl falls back to the script."""
+    With ``warm`` it is a backend with an app, as the real one: a venv python that imports the
+    stand-in backend package and APScheduler (tests/standins/site), so the warm start works, and a
+    script that costs what the real one costs before its scheduler runs (``STANDIN_SCRIPT_SHAPE``
+    in tests/lease_standin.py). Without, spiffctl falls back to the script, which starts at once."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     script = root / "bin" / "start_blocking_apscheduler"
-    script.write_text(f'#!/usr/bin/env bash\nset -e\n"{sys.executable}" "{STANDIN}"\n')
+    shape = "export STANDIN_SCRIPT_SHAPE=true\n" if warm else ""
+    script.write_text(f'#!/usr/bin/env bash\nset -e\n{shape}"{sys.executable}" "{STANDIN}"\n')
     script.chmod(0o755)
     (root / "bpmn").mkdir(exist_ok=True)
     if warm:

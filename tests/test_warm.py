@@ -135,7 +135,9 @@ def test_script_mode_runs_the_stock_script(tmp_path):
         c.prime()
         a = c.start("a", SPIFFCTL_BACKGROUND_START="script")
         c.wait_log(a, "started start_blocking_apscheduler", timeout=20)
+        c.wait_worker("a", timeout=30)  # after the script's schema wait, sleep and app start
         assert "warm" not in a.log()
+        assert not any("warm.py" in Path(f"/proc/{p}/cmdline").read_text() for p in a.processes())
     finally:
         c.close()
 
