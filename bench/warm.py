@@ -60,19 +60,11 @@ def standby_rss(ttl: float, extra: dict[str, str]) -> int:
         cluster = Cluster(Path(tmp), ttl=ttl, warm=True)
         try:
             _, b = pair(cluster, "warm", extra)
-            [child] = [p for p in b.processes() if is_warm_child(p)]
+            [child] = b.warm_children()
             time.sleep(1)  # settled after its report
             return vm_rss(child)
         finally:
             cluster.close()
-
-
-def is_warm_child(pid: int) -> bool:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return any(arg.endswith(b"/warm.py") for arg in argv) and b"spiffctl.lease.watchdog" not in argv
 
 
 def vm_rss(pid: int) -> int:

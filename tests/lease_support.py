@@ -122,6 +122,18 @@ class Replica:
                 continue
         return found
 
+    def warm_children(self) -> list[int]:
+        """This replica's warm children (spiffctl/lease/warm.py run by the venv's python; not their watchdog)."""
+        found = []
+        for pid in self.processes():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(arg.endswith(b"/warm.py") for arg in argv) and b"spiffctl.lease.watchdog" not in argv:
+                found.append(pid)
+        return found
+
     def signal_all(self, sig: int) -> None:
         for pid in self.processes():
             try:
@@ -295,6 +307,7 @@ class Cluster:
 
 REDIS_FAULTS = ("kill", "term", "stop", "stop", "redis-freeze", "redis-restart")
 DB_FAULTS = ("kill", "term", "stop", "stop", "db-restart", "db-terminate")
+WARM_FAULTS = ("kill", "term", "stop", "warm-kill", "warm-stop", "redis-freeze")
 
 
 def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] = REDIS_FAULTS) -> list[str]:
@@ -302,7 +315,8 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
 
     Faults: SIGKILL a replica (restarted at once), SIGTERM it (restarted after it exits), SIGSTOP
     its renewer for up to 2 TTL; Redis: freeze it for up to 2 TTL, restart it without its data;
-    a database (:class:`DbCluster`): restart it, terminate every lease session from the server.
+    a database (:class:`DbCluster`): restart it, terminate every lease session from the server;
+    warm replicas: SIGKILL a replica's warm children, SIGSTOP them for up to 2 TTL.
     Everything is thawed at the end; returns the faults applied.
     """
     ttl = cluster.ttl
@@ -310,6 +324,7 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
     cluster.prime()
     live = {name: cluster.start(name) for name in ("r1", "r2", "r3")}
     frozen: dict[str, float] = {}
+    frozen_children: dict[int, float] = {}
     redis_frozen_until = 0.0
     end = time.monotonic() + seconds
     applied: list[str] = []
@@ -320,6 +335,11 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
             if now >= until:
                 live[name].signal(signal.SIGCONT)
                 del frozen[name]
+        for pid, until in list(frozen_children.items()):
+            if now >= until:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                del frozen_children[pid]
         if redis_frozen_until and now >= redis_frozen_until:
             cluster.redis.thaw()
             redis_frozen_until = 0.0
@@ -341,6 +361,12 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
         elif fault == "stop":
             live[name].signal(signal.SIGSTOP)
             frozen[name] = now + rng.uniform(0.5, 2 * ttl)
+        elif fault.startswith("warm-"):
+            for pid in live[name].warm_children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if fault == "warm-kill" else signal.SIGSTOP)
+                if fault == "warm-stop":
+                    frozen_children[pid] = now + rng.uniform(0.5, 2 * ttl)
         elif fault == "redis-freeze":
             cluster.redis.freeze()
             redis_frozen_until = now + rng.uniform(0.5, 2 * ttl)
@@ -352,6 +378,9 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
             cluster.terminate_sessions()
     for name in frozen:
         live[name].signal(signal.SIGCONT)
+    for pid in frozen_children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     if redis_frozen_until:
         cluster.redis.thaw()
     return applied

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lease_support import Cluster, DbCluster, Replica, wait_for
+from tests.lease_support import WARM_FAULTS, Cluster, DbCluster, Replica, alive_workers, chaos, overlap, wait_for
 
 TTL = 3.0
 
@@ -80,6 +80,33 @@ def test_database_lease_fails_over_and_hands_off_warm(db_cluster):
     cluster.assert_no_overlap()
 
 
+def test_whole_holder_replica_frozen_then_thawed_never_overlaps(cluster):
+    a, b = warm_pair(cluster)
+    a.signal_all(signal.SIGSTOP)  # like docker pause: spiffctl, watchdog and the scheduling warm child
+    frozen = time.monotonic()
+    assert wait_for(lambda: cluster.workers_of("b"), 3 * TTL + 10), cluster.logs()
+    time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))  # frozen well past its deadline
+    [old] = cluster.workers_of("a")
+    a.signal_all(signal.SIGCONT)
+    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 5, interval=0.005), cluster.logs()
+    cluster.wait_log(a, "back to standby")
+    assert wait_for(lambda: a.log().count("warm standby: the app is loaded") >= 1, 30), cluster.logs()
+    assert len(cluster.workers_of("b")) == 1 and b.running()
+    cluster.assert_no_overlap()
+
+
+def test_chaos_with_warm_children_never_runs_two_schedulers(cluster):
+    """Kill, stop and freeze replicas and their warm children at random; never two schedulers.
+
+    A warm child not told to go writes no records, so only started schedulers count."""
+    seconds = float(os.environ.get("CHAOS_SECONDS", "30"))
+    faults = chaos(cluster, seconds, int(os.environ.get("CHAOS_SEED", "7")), WARM_FAULTS)
+    assert wait_for(lambda: len(alive_workers(cluster.runs())) == 1, 6 * TTL + 20), (faults, cluster.logs())
+    runs = cluster.runs()
+    assert len(runs) >= 3, faults  # failovers happened
+    assert overlap(runs) == 0, (faults, cluster.logs())
+
+
 def test_a_warm_child_that_was_not_told_to_go_is_not_a_scheduler(cluster):
     _a, _b = warm_pair(cluster)
     assert cluster.workers_of("b") == []  # loaded, no start record, no ticks
@@ -99,11 +126,7 @@ def test_sigkilled_standby_leaves_nothing_behind(cluster):
 def test_standby_warm_child_crash_rewarms_and_leaves_the_lease_alone(cluster):
     _a, b = warm_pair(cluster)
     state = json.loads((cluster.tmp / "run-b" / "background.json").read_text())
-
-    def cmdline(pid: int) -> str:
-        return Path(f"/proc/{pid}/cmdline").read_text()
-
-    children = [p for p in b.processes() if "warm.py" in cmdline(p) and "lease.watchdog" not in cmdline(p)]
+    children = b.warm_children()
     assert children, cluster.logs()
     for pid in children:
         os.kill(pid, signal.SIGKILL)
