@@ -65,6 +65,12 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     state.remember_role(role.name)
     if lease is not None:
         guard.run_singleton(settings, lease, role, script, env, say=say, start=start)
+        if start is not None and start.warm:
+            # No lease, so nobody to wait for: the scheduler after one app start, not the script's two minutes.
+            from spiffctl.lease.start import WARM_CHILD
+
+            state.remember_process(role.name, settings.backend_dir)
+            exec_script(start.python, settings.backend_dir, env, (str(WARM_CHILD), "--now", str(script)))
     # The exec keeps this pid: healthcheck --role worker watches it, and pings from this root's venv.
     state.remember_process(role.name, settings.backend_dir)
     exec_script(script, settings.backend_dir, env)

@@ -13,7 +13,10 @@ It does what ``bin/start_blocking_apscheduler.py`` does after its sleep, split i
    (they may have gone stale during days of waiting), then ``start_apscheduler(app.app,
    BlockingScheduler)``, which blocks.
 
-It never starts the scheduler on its own, and it exits as soon as CONTROL reaches end of file
+``warm.py --now SCRIPT`` (exec'd by spiffctl when the lease is off): import, ``create_app()`` and
+``start_apscheduler`` at once; without the entry points, exec SCRIPT.
+
+Otherwise it never starts the scheduler on its own, and it exits as soon as CONTROL reaches end of file
 (its watchdog is gone): whatever it was doing, loading, waiting or scheduling.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import Any
 
 EPOCH_VAR = "SPIFFCTL_LEASE_EPOCH"
 UNUSABLE = 3  # exit code: an entry point is missing
@@ -70,17 +74,41 @@ def _report(fd: int, line: str) -> None:
         pass  # the watchdog is gone; the channel's end of file ends us
 
 
+def _entry_points() -> tuple[Any, Any, Any, Any]:
+    """``create_app``, ``start_apscheduler``, ``BlockingScheduler``, ``db``; ImportError when one is missing."""
+    from apscheduler.schedulers.background import BlockingScheduler  # type: ignore[import-not-found]
+    from spiffworkflow_backend import create_app  # type: ignore[import-not-found]
+    from spiffworkflow_backend.background_processing.apscheduler import (  # type: ignore[import-not-found]
+        start_apscheduler,
+    )
+    from spiffworkflow_backend.models.db import db  # type: ignore[import-not-found]
+
+    return create_app, start_apscheduler, BlockingScheduler, db
+
+
+def now(script: str) -> int:
+    """No lease (one Background on this box, e.g. the all-in-one): the scheduler after one app start.
+
+    spiffctl execs us in its place instead of the script; without the entry points we exec the script."""
+    try:
+        create_app, start_apscheduler, BlockingScheduler, _db = _entry_points()
+    except ImportError as e:
+        print(f"spiffctl: warm start is not possible ({_one_line(e)}); running {script} instead", file=sys.stderr)
+        sys.stderr.flush()
+        os.execv(script, [script])
+    print("spiffctl: starting the scheduler after one app start (warm start, no lease)", file=sys.stderr)
+    start_apscheduler(create_app().app, BlockingScheduler)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[1] == "--now":
+        return now(argv[2])
     control, report = int(argv[1]), int(argv[2])
     channel = Channel(control)
     channel.start()
     try:
-        from apscheduler.schedulers.background import BlockingScheduler  # type: ignore[import-not-found]
-        from spiffworkflow_backend import create_app  # type: ignore[import-not-found]
-        from spiffworkflow_backend.background_processing.apscheduler import (  # type: ignore[import-not-found]
-            start_apscheduler,
-        )
-        from spiffworkflow_backend.models.db import db  # type: ignore[import-not-found]
+        create_app, start_apscheduler, BlockingScheduler, db = _entry_points()
     except ImportError as e:
         _report(report, f"unusable {_one_line(e)}")
         return UNUSABLE
