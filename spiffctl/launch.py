@@ -58,6 +58,10 @@ def child_env(settings: Settings, role: Role, *, say: Say = say) -> dict[str, st
             else f"{name}={old} overridden to {new}"
         )
     env.update(role.env)
+    for name, (value, file) in role.env_if_file.items():
+        if not env.get(name) and (settings.backend_dir / file).exists():
+            say(f"{name} is unset and {file} exists: set to {value} for the {role.name} role")
+            env[name] = value
     env["SPIFFCTL_ROLE"] = role.name
     return env
 

@@ -298,3 +298,32 @@ def test_a_silent_database_is_given_up_on_at_the_timeout_with_69(fake_backend, s
     assert line.startswith(f"spiffctl: database (postgres at 127.0.0.1:{hole.port}/spiff) not ready after ")
     assert "no answer within" in line and PASSWORD not in line
     assert not find_records(standin_record)
+
+
+@pytest.mark.parametrize(
+    ("celery_in_venv", "operator", "expected"),
+    [(True, None, "true"), (True, "false", "false"), (False, None, None)],
+)
+def test_worker_direct_exec_when_the_venv_has_celery(
+    fake_backend, standin_record, pg_uri, shared_redis, celery_in_venv, operator, expected
+):
+    """``<root>/.venv/bin/celery`` present and the variable unset: the script execs it directly."""
+    name = "SPIFFWORKFLOW_BACKEND_CELERY_WORKER_DIRECT_EXEC"
+    if celery_in_venv:
+        (fake_backend / ".venv" / "bin").mkdir(parents=True)
+        (fake_backend / ".venv" / "bin" / "celery").write_text("#!/bin/sh\n")
+    extra = {name: operator} if operator is not None else {}
+    env = backend_env(
+        standin_record,
+        pg_uri,
+        STANDIN_EXIT_AFTER="0.2",
+        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_redis,
+        **extra,
+    )
+    code, _, err = finish(run(fake_backend, "worker", env))
+    assert code == 0, err
+    [start] = find_records(standin_record, role="worker", event="start")
+    assert start["env"].get(name) == expected
+    said = f"{name} is unset and .venv/bin/celery exists: set to true for the worker role"
+    assert (said in err) == (expected == "true" and operator is None), err
