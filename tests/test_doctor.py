@@ -94,6 +94,7 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
         "broker": "ok",
         "result backend": "ok",
         "background lease": "warn",  # no Redis for it: the all-in-one runs its Background unleased
+        "background start": "warn",  # no backend venv here: the script, not a warm child
         "connector proxy": "ok",
     }
     assert r.check("database schema")["detail"] == f"at head ({HEAD})"
@@ -520,3 +521,29 @@ def test_lease_redis_unreachable_or_wrong_password(backend, make_server):
     )
     assert r.check("background lease")["status"] == "fail"
     assert PLANTED not in r.out + r.err
+
+
+# --- how the Background starts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "venv", "status", "detail"),
+    [
+        (None, True, "ok", "SPIFFCTL_BACKGROUND_START=warm: a warm child run by"),
+        (None, False, "warn", "is missing or not executable: the scheduler starts through the script"),
+        ("script", True, "ok", "SPIFFCTL_BACKGROUND_START=script: the scheduler starts through the backend's script"),
+        ("hot", True, "fail", "SPIFFCTL_BACKGROUND_START: 'hot' is not warm or script"),
+    ],
+)
+def test_background_start_mode_and_why(backend, value, venv, status, detail):
+    if venv:
+        from tests.standins import give_venv
+
+        give_venv(backend, site=True)
+    extra = {"SPIFFCTL_BACKGROUND_START": value} if value else {}
+    r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend, **extra))
+    row = r.check("background start")
+    assert row["status"] == status and detail in row["detail"], row
+    assert r.check("background lease")  # the lease is still checked
+    api = spiffctl("doctor", "--role", "api", "--json", env=lease_env(backend, **extra))
+    assert "background start" not in {c["name"] for c in api.doc["checks"]}

@@ -257,3 +257,17 @@ def _starts(tmp: Path) -> list[float]:
     path = tmp / "records.txt"
     lines = path.read_text().splitlines() if path.exists() else []
     return [float(ln.split()[1]) for ln in lines if ln.startswith("start ")]
+
+
+def test_bad_start_mode_is_78_in_the_all_in_one_before_any_role_starts(tmp_path):
+    import subprocess
+
+    from tests.allinone_support import base_env, spiffctl
+
+    env = base_env(tmp_path, SPIFFCTL_BACKGROUND_START="hot")
+    r = subprocess.run(
+        spiffctl("run", "--role", "all", "--no-wait"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 78, r.stderr
+    assert "SPIFFCTL_BACKGROUND_START: 'hot' is not warm or script" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "record").exists()  # no role started
