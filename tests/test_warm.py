@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -115,6 +116,43 @@ def test_a_warm_child_that_was_not_told_to_go_is_not_a_scheduler(cluster):
     assert wait_for(lambda: json.loads(path.read_text()).get("warm") == "warm", 5), path.read_text()
     state = json.loads(path.read_text())
     assert state["mode"] == "standby" and state["warm_since"] > 0
+    assert "standby, warm since " in healthcheck(cluster, "b")
+
+
+def healthcheck(cluster: Cluster, name: str) -> str:
+    env = {**os.environ, "SPIFFCTL_RUN_DIR": str(cluster.tmp / f"run-{name}")}
+    cmd = [sys.executable, "-m", "spiffctl", "healthcheck", "--role", "background"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_a_standby_still_loading_says_so_and_is_healthy(cluster):
+    cluster.prime()
+    cluster.start("a")
+    cluster.wait_worker("a", timeout=30)
+    b = cluster.start("b", STANDIN_CREATE_APP_CPU="60")  # killed long before it is loaded
+    cluster.wait_log(b, "warm child (pid", timeout=30)
+    assert wait_for(lambda: "loading the app for" in healthcheck(cluster, "b"), 10), cluster.logs()
+    assert "warm standby: the app is loaded" not in b.log()
+
+
+def test_status_line_of_a_warm_standby(tmp_path):
+    """``spiffctl status`` (all-in-one) reads the same state file: ", standby, warm since ..."."""
+    from spiffctl.commands.status import line
+    from spiffctl.state import role_run_dir
+
+    run_dir = role_run_dir(tmp_path, "background")
+    run_dir.mkdir(parents=True)
+    since = time.time() - 30
+    info = {"name": "background", "statename": "RUNNING", "pid": 4242, "now": 100, "start": 40}
+    record = {"mode": "standby", "pid": 4242, "warm": "warm", "warm_since": since}
+    (run_dir / "background.json").write_text(json.dumps(record))
+    assert line(info, tmp_path).startswith("background  RUNNING   pid 4242, uptime 0:01:00, standby, warm since ")
+    (run_dir / "background.json").write_text(json.dumps({**record, "warm": "loading"}))
+    assert ", standby, loading the app for 3" in line(info, tmp_path)
+    (run_dir / "background.json").write_text(json.dumps({**record, "mode": "holder"}))
+    assert line(info, tmp_path) == "background  RUNNING   pid 4242, uptime 0:01:00"
 
 
 def test_sigkilled_standby_leaves_nothing_behind(cluster):
