@@ -101,9 +101,9 @@ def test_the_machine_imports_nothing_that_does_io():
 class Script:
     """Drives a machine the way the shell does and keeps every action."""
 
-    def __init__(self, ttl: float = 15.0, stop_grace: float = 8.0) -> None:
+    def __init__(self, ttl: float = 15.0, stop_grace: float = 8.0, *, warm: bool = False) -> None:
         self.t = Timings(ttl, stop_grace)
-        self.m = Machine(self.t, NAMES)
+        self.m = Machine(self.t, NAMES, warm=warm)
         self.now = 0.0
         self.actions: list[object] = []
 
@@ -215,6 +215,42 @@ def test_proven_grant_starts_the_child_at_once_under_the_lease_deadline():
     out = s(Started(42), at=0.1)
     assert said(out, "started start_blocking_apscheduler (pid 42, epoch 7) under the lease")
     assert WriteState("holder", 7, 42, None, True, 5.0) in out
+
+
+def test_warm_standby_loads_then_takes_over_with_go_before_the_deadline():
+    s = Script(warm=True)
+    assert s(Tick()) == [StartWarm(term_grace=2.5), CheckStore()]  # loading never waits for the store
+    assert s(Checked(None)) == [Acquire()]
+    s(HeldBy("box pid 9"))
+    assert said(s(Started(42), at=0.1), "warm child (pid 42) is loading the app with the backend's python")
+    out = s(Loaded(), at=1.0)
+    assert said(out, "warm standby: the app is loaded (in 1.0 s); the scheduler starts as soon as we hold the lease")
+    assert not of(s.actions, Go)  # loaded, not told to go: not a scheduler
+    out = s(Acquired(7, s.deadline(), True, "epoch 6 was released cleanly"))
+    assert said(out, "acquired the lease, epoch 7 (epoch 6 was released cleanly); starting the scheduler")
+    assert said(out, "starting the scheduler in the warm child (epoch 7, warm since 0.0 s)")
+    assert out[-1] == Go(s.deadline(1.0), 7) and not of(out, StartChild)
+
+
+def test_warm_load_failure_backs_off_and_leaves_the_lease_alone():
+    s = Script(warm=True)
+    s(Tick())
+    s(Checked(None))
+    s(HeldBy("box pid 9"))
+    s(Started(42), at=0.1)
+    out = s(LoadFailed(False, "OperationalError: connection refused"), at=1.0)
+    assert said(out, "the warm child could not load the app: OperationalError: connection refused; trying again in 1 s")
+    assert out[-1] == Acquire()  # the lease's polling goes on as before
+    s(HeldBy("box pid 9"))
+    assert s(Exited(1, How.OWN), at=1.1) == []  # its end was announced: nothing more to say
+    started = []
+    while not started:
+        out = s(Tick(), at=s.m.wakeup())
+        started = of(out, StartWarm)
+        if out[-1] == Acquire():
+            s(HeldBy("box pid 9"))
+    assert s.now == 2.0  # one pause after the failure, never blocking the polls in between
+    assert not of(s.actions, Release) and not of(s.actions, Go)
 
 
 def test_unproven_grant_holds_without_a_child_for_one_ttl_renewing():

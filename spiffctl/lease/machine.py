@@ -516,6 +516,10 @@ class Machine:
             out.append(Say(f"{what}; loading a new one in {self._backoff(now):g} s"))
         self.dying = False
 
+    def _what(self) -> str:
+        """What starts under the lease: the script, or the scheduler in a warm child."""
+        return "the scheduler" if self.warm else self.names.script
+
     def _checked(self, problem: str | None, out: list[Action]) -> None:
         self.store_ok = True
         if problem is not None:
@@ -601,14 +605,14 @@ class Machine:
         self.lost = None
         out.append(self._state("holder"))
         if event.proven:
-            out.append(Say(f"acquired the lease, epoch {event.epoch} ({event.why}); starting {self.names.script}"))
+            out.append(Say(f"acquired the lease, epoch {event.epoch} ({event.why}); starting {self._what()}"))
             self._start(now, out)
             return
         wait = self.t.unproven_wait
         out.append(
             Say(
                 f"acquired the lease, epoch {event.epoch}, but {event.why}: waiting {wait:.1f} s before starting "
-                f"{self.names.script} so that a holder which lost the lease has stopped"
+                f"{self._what()} so that a holder which lost the lease has stopped"
             )
         )
         self.phase = Phase.WAITING
