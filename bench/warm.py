@@ -6,6 +6,8 @@ W1  scheduler gap after the holder's spiffctl is SIGKILLed: the holder's last sc
     the standby's scheduler start (goal <= TTL + 2 s), warm vs script.
 W2  the same after the holder gets SIGTERM (goal <= 2 s), warm vs script.
 W3  RSS of a warm standby's child (the loaded stand-in app; the real app: docs/figures.md).
+W4  all-in-one (API + Background, SQLite): the API's "ready" -> the Background's scheduler start,
+    without a lease (SPIFFCTL_LOCK=off) and with the lease in the SQLite database (default TTL).
 
 The stand-in script keeps the real one's shape (tests/lease_standin.py ``STANDIN_SCRIPT_SHAPE``):
 a schema wait of two app starts, a sleep of ``--script-sleep`` seconds (the real script's 100 s by
@@ -67,6 +69,37 @@ def standby_rss(ttl: float, extra: dict[str, str]) -> int:
             cluster.close()
 
 
+def all_in_one(lock_off: bool, extra: dict[str, str]) -> float:
+    """Seconds from the API's ready record to the Background's scheduler start, in one all-in-one."""
+    from tests.allinone_support import base_env, running
+    from tests.standins import at_head, copy_backend, give_venv, read_records
+
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
+        root = Path(tmp)
+        backend = copy_backend(root / "backend")
+        give_venv(backend, site=True)
+        env = base_env(
+            root,
+            SPIFFCTL_BACKEND_DIR=str(backend),
+            STANDIN_RECORDS=str(root / "records.txt"),
+            **({"SPIFFCTL_LOCK": "off"} if lock_off else {}),
+            **extra,
+        )
+        at_head(env["SPIFFWORKFLOW_BACKEND_DATABASE_URI"])
+        records = root / "records.txt"
+
+        def start() -> float | None:
+            lines = records.read_text().splitlines() if records.exists() else []
+            return next((float(ln.split()[1]) for ln in lines if ln.startswith("start ")), None)
+
+        with running(root, env, "--wait-timeout", "60"):
+            assert wait_for(lambda: start() is not None, 120)
+        [ready] = [r for r in read_records(root / "record") if r["role"] == "api" and r["event"] == "ready"]
+        started = start()
+        assert started is not None
+        return started - float(ready["monotonic"])
+
+
 def vm_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -81,6 +114,7 @@ def main() -> None:
     parser.add_argument("--script-runs", type=int, default=1, help="runs per script figure (each >= the sleep)")
     parser.add_argument("--script-sleep", type=float, default=100.0, help="the stand-in script's sleep, seconds")
     parser.add_argument("--app-cpu", type=float, default=1.0, help="CPU-seconds per stand-in app start")
+    parser.add_argument("--only-all-in-one", action="store_true", help="only W4")
     args = parser.parse_args()
     ttl = args.ttl
     extra = {"STANDIN_SCRIPT_SLEEP": repr(args.script_sleep), "STANDIN_CREATE_APP_CPU": repr(args.app_cpu)}
@@ -95,10 +129,15 @@ def main() -> None:
             flush=True,
         )
 
-    for mode, runs in (("warm", args.runs), ("script", args.script_runs)):
+    for mode, runs in () if args.only_all_in_one else (("warm", args.runs), ("script", args.script_runs)):
         show("W1 scheduler gap after holder SIGKILL:", mode, signal.SIGKILL, ttl + 2, runs)
         show("W2 scheduler gap after holder SIGTERM:", mode, signal.SIGTERM, 2, runs)
-    print(f"W3 RSS of a warm standby's child (stand-in app): {standby_rss(ttl, extra) / 1024:.1f} MiB")
+    if not args.only_all_in_one:
+        print(f"W3 RSS of a warm standby's child (stand-in app): {standby_rss(ttl, extra) / 1024:.1f} MiB")
+    for lock_off in (True, False):
+        seconds = statistics.median(all_in_one(lock_off, extra) for _ in range(args.runs))
+        lease = "no lease (SPIFFCTL_LOCK=off)" if lock_off else "lease in SQLite, TTL 15 s"
+        print(f"W4 all-in-one, API ready -> scheduler start, {lease}: median {seconds:.2f} s ({args.runs} runs)")
 
 
 if __name__ == "__main__":
