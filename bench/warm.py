@@ -71,33 +71,16 @@ def standby_rss(ttl: float, extra: dict[str, str]) -> int:
 
 def all_in_one(lock_off: bool, extra: dict[str, str]) -> float:
     """Seconds from the API's ready record to the Background's scheduler start, in one all-in-one."""
-    from tests.allinone_support import base_env, running
-    from tests.standins import at_head, copy_backend, give_venv, read_records
+    from tests.allinone_support import running, scheduler_starts, warm_env
+    from tests.standins import read_records
 
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
         root = Path(tmp)
-        backend = copy_backend(root / "backend")
-        give_venv(backend, site=True)
-        env = base_env(
-            root,
-            SPIFFCTL_BACKEND_DIR=str(backend),
-            STANDIN_RECORDS=str(root / "records.txt"),
-            **({"SPIFFCTL_LOCK": "off"} if lock_off else {}),
-            **extra,
-        )
-        at_head(env["SPIFFWORKFLOW_BACKEND_DATABASE_URI"])
-        records = root / "records.txt"
-
-        def start() -> float | None:
-            lines = records.read_text().splitlines() if records.exists() else []
-            return next((float(ln.split()[1]) for ln in lines if ln.startswith("start ")), None)
-
+        env = warm_env(root, **({"SPIFFCTL_LOCK": "off"} if lock_off else {}), **extra)
         with running(root, env, "--wait-timeout", "60"):
-            assert wait_for(lambda: start() is not None, 120)
+            assert wait_for(lambda: scheduler_starts(root), 120)
         [ready] = [r for r in read_records(root / "record") if r["role"] == "api" and r["event"] == "ready"]
-        started = start()
-        assert started is not None
-        return started - float(ready["monotonic"])
+        return scheduler_starts(root)[0] - float(ready["monotonic"])
 
 
 def vm_rss(pid: int) -> int:

@@ -99,15 +99,20 @@ def test_exit_code_and_signals_pass_through(fake_backend, standin_record, pg_uri
     assert finish(proc)[0] in (-signal.SIGINT, 128 + signal.SIGINT)
 
 
-def test_worker_waits_for_database_and_broker(fake_backend, standin_record, pg_uri, shared_redis):
-    env = backend_env(
-        standin_record,
-        pg_uri,
+def worker_env(record: Path, database_uri: str, broker: str, **extra: str) -> dict[str, str]:
+    """A worker stand-in that exits 0.2 s after it started, Celery on ``broker``."""
+    return backend_env(
+        record,
+        database_uri,
         STANDIN_EXIT_AFTER="0.2",
         SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_redis,
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=broker,
+        **extra,
     )
-    code, _, err = finish(run(fake_backend, "worker", env))
+
+
+def test_worker_waits_for_database_and_broker(fake_backend, standin_record, pg_uri, shared_redis):
+    code, _, err = finish(run(fake_backend, "worker", worker_env(standin_record, pg_uri, shared_redis)))
     assert code == 0, err
     [start] = find_records(standin_record, role="worker", event="start")
     assert start["argv"][0].endswith("bin/start_celery_worker")
@@ -313,15 +318,7 @@ def test_worker_direct_exec_when_the_venv_has_celery(
         (fake_backend / ".venv" / "bin").mkdir(parents=True)
         (fake_backend / ".venv" / "bin" / "celery").write_text("#!/bin/sh\n")
     extra = {name: operator} if operator is not None else {}
-    env = backend_env(
-        standin_record,
-        pg_uri,
-        STANDIN_EXIT_AFTER="0.2",
-        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_redis,
-        **extra,
-    )
-    code, _, err = finish(run(fake_backend, "worker", env))
+    code, _, err = finish(run(fake_backend, "worker", worker_env(standin_record, pg_uri, shared_redis, **extra)))
     assert code == 0, err
     [start] = find_records(standin_record, role="worker", event="start")
     assert start["env"].get(name) == expected

@@ -268,33 +268,22 @@ def test_all_in_one_background_starts_its_scheduler_one_app_start_after_the_api_
     """Once the API answers, the Background's scheduler starts in a warm child, never through the
     stock script: without a lease the warm child is exec'd and starts it after one app start; with
     the lease in the SQLite database the warm child loads while the first grant is proven."""
-    from tests.allinone_support import base_env, running
-    from tests.standins import at_head, copy_backend, give_venv, read_records
+    from tests.allinone_support import running, scheduler_starts, warm_env
+    from tests.standins import read_records
 
-    backend = copy_backend(tmp_path / "backend")
-    give_venv(backend, site=True)
-    env = base_env(
+    env = warm_env(
         tmp_path,
-        SPIFFCTL_BACKEND_DIR=str(backend),
-        STANDIN_RECORDS=str(tmp_path / "records.txt"),
         STANDIN_NAME="all",
         STANDIN_API_STARTUP_DELAY="2",
         SPIFFCTL_LOCK_TTL="3",
         **({"SPIFFCTL_LOCK": "off"} if lock == "off" else {}),
     )
-    at_head(env["SPIFFWORKFLOW_BACKEND_DATABASE_URI"])
     with running(tmp_path, env, "--wait-timeout", "30") as run:
         run.wait_for(r"^api \| api ready")
-        assert wait_for(lambda: _starts(tmp_path), 30), run.lines()
+        assert wait_for(lambda: scheduler_starts(tmp_path), 30), run.lines()
         assert not [r for r in read_records(tmp_path / "record") if r["role"] == "background"]  # no script
     (api_ready,) = [r for r in read_records(tmp_path / "record") if r["role"] == "api" and r["event"] == "ready"]
-    assert _starts(tmp_path)[0] > api_ready["monotonic"]
-
-
-def _starts(tmp: Path) -> list[float]:
-    path = tmp / "records.txt"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [float(ln.split()[1]) for ln in lines if ln.startswith("start ")]
+    assert scheduler_starts(tmp_path)[0] > api_ready["monotonic"]
 
 
 def test_bad_start_mode_is_78_in_the_all_in_one_before_any_role_starts(tmp_path):
