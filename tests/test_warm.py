@@ -174,7 +174,8 @@ def test_standby_warm_child_crash_rewarms_and_leaves_the_lease_alone(cluster):
     assert state["mode"] == "standby"
 
 
-def test_import_failure_falls_back_to_the_script(tmp_path):
+@pytest.mark.parametrize("lock", ["on", "off"])
+def test_import_failure_falls_back_to_the_script(tmp_path, lock):
     c = Cluster(tmp_path, ttl=TTL, warm=True)
     try:
         # A venv whose python has no backend package: the warm child cannot import its entry points.
@@ -182,10 +183,14 @@ def test_import_failure_falls_back_to_the_script(tmp_path):
             "#!/bin/sh\nPYTHONPATH= exec " + sys.executable + ' -S "$@"\n'
         )
         c.prime()
-        a = c.start("a")
+        a = c.start("a", **({"SPIFFCTL_LOCK": "off"} if lock == "off" else {}))
         c.wait_log(a, "warm start is not possible (ModuleNotFoundError", timeout=30)
-        c.wait_log(a, "started start_blocking_apscheduler", timeout=30)
-        c.wait_worker("a")
+        if lock == "on":
+            c.wait_log(a, "started start_blocking_apscheduler", timeout=30)
+        else:  # the exec'd warm child execs the script in its place
+            c.wait_log(a, "bin/start_blocking_apscheduler instead", timeout=30)
+        c.wait_worker("a", timeout=30)
+        assert "Traceback" not in a.log()
     finally:
         c.close()
 
