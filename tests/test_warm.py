@@ -174,6 +174,25 @@ def test_standby_warm_child_crash_rewarms_and_leaves_the_lease_alone(cluster):
     assert state["mode"] == "standby"
 
 
+def test_standby_that_cannot_load_retries_with_backoff_says_why_without_secrets(cluster):
+    cluster.prime()
+    a = cluster.start("a")
+    cluster.wait_worker("a", timeout=30)
+    fail = cluster.tmp / "create_app_fails"
+    fail.touch()
+    uri = "postgresql://spiff:Planted-Secret-4711@db.invalid:5432/spiff"
+    # Another database URL would be another installation (another key): share a's lease.
+    b = cluster.start(
+        "b", STANDIN_CREATE_APP_FAIL=str(fail), SPIFFWORKFLOW_BACKEND_DATABASE_URI=uri, SPIFFCTL_LOCK_KEY=cluster.key()
+    )
+    cluster.wait_log(b, "the warm child could not load the app: RuntimeError: stand-in create_app failed", 30)
+    assert wait_for(lambda: b.log().count("could not load the app") >= 2, 30), cluster.logs()  # retried
+    fail.unlink()
+    cluster.wait_log(b, "warm standby: the app is loaded", timeout=60)
+    assert "Planted-Secret-4711" not in b.log()
+    assert len(cluster.workers_of("a")) == 1 and cluster.workers_of("b") == [] and a.running()
+
+
 @pytest.mark.parametrize("lock", ["on", "off"])
 def test_import_failure_falls_back_to_the_script(tmp_path, lock):
     c = Cluster(tmp_path, ttl=TTL, warm=True)

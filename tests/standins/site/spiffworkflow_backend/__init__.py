@@ -1,7 +1,9 @@
 """Stand-in for the backend's package: ``create_app()`` costs what the real one costs.
 
 ``STANDIN_CREATE_APP_CPU``  CPU-seconds burnt per app start (default 1)
-``STANDIN_CREATE_APP_FAIL`` a file: while it exists, ``create_app()`` raises RuntimeError
+``STANDIN_CREATE_APP_FAIL`` a file: while it exists, ``create_app()`` raises RuntimeError naming
+                            ``SPIFFWORKFLOW_BACKEND_DATABASE_URI`` (password and all, as SQLAlchemy's
+                            URL errors do)
 ``STANDIN_APP_DB``          ``true``: connect to ``SPIFFWORKFLOW_BACKEND_DATABASE_URI`` while loading
                             and keep that connection in the app's pool (like Flask-SQLAlchemy)
 """
@@ -44,7 +46,8 @@ def create_app() -> Any:
     burn_cpu(float(os.environ.get("STANDIN_CREATE_APP_CPU") or 1.0))
     fail = os.environ.get("STANDIN_CREATE_APP_FAIL")
     if fail and os.path.exists(fail):
-        raise RuntimeError("stand-in create_app failed (STANDIN_CREATE_APP_FAIL)")
+        uri = os.environ.get("SPIFFWORKFLOW_BACKEND_DATABASE_URI")
+        raise RuntimeError(f"stand-in create_app failed (STANDIN_CREATE_APP_FAIL) for {uri}")
     app = App()
     if os.environ.get("STANDIN_APP_DB") == "true":
         db.connect(os.environ["SPIFFWORKFLOW_BACKEND_DATABASE_URI"])
