@@ -158,10 +158,23 @@ def background(env: Mapping[str, str]) -> Verdict:
             return True, f"{what}; scheduler pid {child} alive"
         return False, f"{what} but the scheduler (pid {child}) is not running"
     if mode == "standby":
+        standby = "standby" + warmth(data)
         if data.get("store") is True:
-            return True, "standby; the lease store answers"
-        return False, "standby but the lease store does not answer, so it could not take over"
+            return True, f"{standby}; the lease store answers"
+        return False, f"{standby} but the lease store does not answer, so it could not take over"
     return False, f"runner state has unknown mode {mode!r}"
+
+
+def warmth(data: Mapping[str, object]) -> str:
+    """For a warm standby: ", warm since <UTC time> (<age>)" or ", loading the app for <age>"; else nothing."""
+    since = _number(data.get("warm_since"))
+    warm = data.get("warm")
+    if since is None or warm not in ("warm", "loading"):
+        return ""
+    age = f"{max(0.0, time.time() - since):.0f} s"
+    if warm == "loading":
+        return f", loading the app for {age}"
+    return f", warm since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(since))} ({age})"
 
 
 def worker(settings: Settings, env: Mapping[str, str], deadline: float | None = None) -> Verdict:

@@ -154,6 +154,16 @@ VARIABLES: tuple[Variable, ...] = (
         case_sensitive=False,
     ),
     Variable(
+        "SPIFFCTL_BACKGROUND_START",
+        "spiffctl",
+        "choice",
+        "warm",
+        "`warm`: every Background replica keeps the app loaded and starts the scheduler in it when it holds the "
+        "lease; `script`: runs `bin/start_blocking_apscheduler` after taking the lease (about two minutes later)",
+        choices=("warm", "script"),
+        case_sensitive=False,
+    ),
+    Variable(
         "SPIFFCTL_LOCK_URL",
         "spiffctl",
         "url",

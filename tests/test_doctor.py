@@ -94,6 +94,7 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
         "broker": "ok",
         "result backend": "ok",
         "background lease": "warn",  # no Redis for it: the all-in-one runs its Background unleased
+        "background start": "ok",  # no backend venv here: the script, said in the detail
         "connector proxy": "ok",
     }
     assert r.check("database schema")["detail"] == f"at head ({HEAD})"
@@ -545,3 +546,29 @@ def test_configuration_keeps_its_id_whatever_it_finds_and_names_a_misread_boolea
     assert [c["id"] for c in quiet.doc["checks"]] == [c["id"] for c in loud.doc["checks"]]
     text = spiffctl("doctor", "--role", "api", "--timeout", "1", env=env)
     assert f"{upgrade} 'yes' is read as false" in text.out and f"fix: set {upgrade}=true" in text.out
+
+
+# --- how the Background starts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "venv", "status", "detail"),
+    [
+        (None, True, "ok", "SPIFFCTL_BACKGROUND_START=warm: a warm child run by"),
+        (None, False, "ok", "is missing or not executable: the scheduler starts through the script"),
+        ("script", True, "ok", "SPIFFCTL_BACKGROUND_START=script: the scheduler starts through the backend's script"),
+        ("hot", True, "fail", "SPIFFCTL_BACKGROUND_START: 'hot' is not one of warm, script"),
+    ],
+)
+def test_background_start_mode_and_why(backend, value, venv, status, detail):
+    if venv:
+        from tests.standins import give_venv
+
+        give_venv(backend, site=True)
+    extra = {"SPIFFCTL_BACKGROUND_START": value} if value else {}
+    r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend, **extra))
+    row = r.check("background start")
+    assert row["status"] == status and detail in row["detail"], row
+    assert r.check("background lease")  # the lease is still checked
+    api = spiffctl("doctor", "--role", "api", "--json", env=lease_env(backend, **extra))
+    assert "background start" not in {c["name"] for c in api.doc["checks"]}

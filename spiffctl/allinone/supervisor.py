@@ -39,6 +39,7 @@ from spiffctl.allinone.gate import START_AFTER
 from spiffctl.errors import ConfigError, ConfigProblems
 from spiffctl.launch import script_path
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lock_config
+from spiffctl.lease.start import start_mode
 from spiffctl.redact import quote
 from spiffctl.roles import Role, roles_for
 from spiffctl.settings import Endpoint, Settings, role_problems
@@ -133,6 +134,8 @@ def make_plan(
     if len(str(run_dir / SOCKET_NAME).encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{state.RUN_DIR_VAR}: {run_dir} is too long for a unix socket path; use a shorter folder")
     lock_off = background_without_lease(settings, roles, say=say)
+    if any(r.singleton for r in roles):
+        start_mode(settings.env, settings.backend_dir)  # a bad SPIFFCTL_BACKGROUND_START: 78 before any role starts
     prometheus = settings.env.get(PROMETHEUS_DIR) or ""
     programs = []
     for role in roles:

@@ -41,10 +41,13 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     script = script_path(settings, role)
     env = child_env(settings, role, say=say)
     lease = None
+    start = None
     if role.singleton:
         from spiffctl.lease import guard
+        from spiffctl.lease.start import start_mode
 
         lease = guard.lease_config(settings, role)
+        start = start_mode(settings.env, settings.backend_dir)
     # Read before any waiting: a bad value is a configuration error now, not after a minute.
     schema_timeout = schema.timeout(settings.env)
     if wait:
@@ -57,7 +60,13 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
         state.done_waiting()
     state.remember_role(role.name)
     if lease is not None:
-        guard.run_singleton(settings, lease, role, script, env, say=say)
+        guard.run_singleton(settings, lease, role, script, env, say=say, start=start)
+        if start is not None and start.warm:
+            # No lease, so nobody to wait for: the scheduler after one app start, not the script's two minutes.
+            from spiffctl.lease.start import WARM_CHILD
+
+            state.remember_process(role.name, settings.backend_dir)
+            exec_script(start.python, settings.backend_dir, env, (str(WARM_CHILD), "--now", str(script)))
     # The exec keeps this pid: healthcheck --role worker watches it, and pings from this root's venv.
     state.remember_process(role.name, settings.backend_dir)
     exec_script(script, settings.backend_dir, env)

@@ -52,9 +52,20 @@ def line(info: dict[str, Any], base: Path) -> str:
         statename, detail = "WAITING", f"pid {info.get('pid')}, {waiting}"
     elif statename == "RUNNING":
         detail = f"pid {info.get('pid')}, uptime {uptime(float(info.get('now', 0)) - float(info.get('start', 0)))}"
+        detail += standby_note(info, base)
     else:
         detail = str(info.get("description") or info.get("spawnerr") or "").strip() or "-"
     return f"{name:<11} {statename:<9} {detail}"
+
+
+def standby_note(info: dict[str, Any], base: Path) -> str:
+    """For a Background on standby (another replica holds the lease): ", standby" and how warm it is."""
+    record = state.read_json(state.role_run_dir(base, str(info.get("name"))) / state.BACKGROUND_FILE)
+    if record is None or record.get("mode") != "standby" or record.get("pid") != info.get("pid"):
+        return ""
+    from spiffctl.health import warmth
+
+    return ", standby" + warmth(record)
 
 
 def connect(path: Path) -> Any:
