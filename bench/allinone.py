@@ -64,7 +64,10 @@ def process_infos(run_dir: Path) -> list[dict]:
     return xmlrpc.client.ServerProxy("http://localhost", transport=transport).supervisor.getAllProcessInfo()
 
 
-def one_run(tmp: Path, grace: int, ignore_term: bool, measure_memory: bool) -> tuple[float, dict]:
+def one_run(
+    tmp: Path, grace: int, ignore_term: bool, measure_memory: bool, stalled: bool = False, kill: bool = False
+) -> tuple[float, dict]:
+    """``stalled``: chatty roles, stdout and stderr pipes nobody reads. ``kill``: SIGKILL, not SIGTERM."""
     run_dir = tmp / "run"
     env = {
         "PATH": os.environ["PATH"],
@@ -82,11 +85,14 @@ def one_run(tmp: Path, grace: int, ignore_term: bool, measure_memory: bool) -> t
     }
     if ignore_term:
         env["STANDIN_API_IGNORE_TERM"] = "true"
+    if stalled:
+        env.update(STANDIN_PRINT="chatty " * 150, STANDIN_PRINT_TIMES="2000")
+    out = subprocess.PIPE if stalled else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "spiffctl", "run", "--role", "all", "--no-wait"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
         start_new_session=True,
     )
     try:
@@ -116,7 +122,7 @@ def one_run(tmp: Path, grace: int, ignore_term: bool, measure_memory: bool) -> t
                 "roles_kb": sum(rss_kb(pid) for pid in roles),
             }
         started = time.monotonic()
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         while any(pid_alive(pid) for pid in everything):
             if proc.poll() is not None and not any(pid_alive(pid) for pid in everything):
                 break
@@ -144,6 +150,10 @@ def main() -> None:
             memory = memory or mem
     with tempfile.TemporaryDirectory(prefix="spiffctl-bench-") as tmp:
         stubborn, _ = one_run(Path(tmp), args.grace, ignore_term=True, measure_memory=False)
+    with tempfile.TemporaryDirectory(prefix="spiffctl-bench-") as tmp:
+        stalled, _ = one_run(Path(tmp), args.grace, ignore_term=False, measure_memory=False, stalled=True)
+    with tempfile.TemporaryDirectory(prefix="spiffctl-bench-") as tmp:
+        killed, _ = one_run(Path(tmp), args.grace, ignore_term=False, measure_memory=False, kill=True)
 
     total_kb = sum(kb for kb, _ in memory["supervision"].values())
     print(
@@ -151,6 +161,8 @@ def main() -> None:
         f"max {max(prompt):.3f} s over {len(prompt)} runs (goal < 10 s)"
     )
     print(f"P6 with a role ignoring SIGTERM (grace {args.grace} s, then SIGKILL): {stubborn:.3f} s (goal < 10 s)")
+    print(f"P6 with stdout and stderr never read, chatty roles: {stalled:.3f} s (goal: within the grace)")
+    print(f"P6 kill -9 of the all-in-one -> last role gone (the orphan watcher): {killed:.3f} s (goal < grace)")
     print(f"P7 supervision RSS: {total_kb / 1024:.1f} MB in {len(memory['supervision'])} process(es) (goal <= 60 MB)")
     for pid, (kb, cmd) in memory["supervision"].items():
         print(f"    pid {pid}: {kb / 1024:.1f} MB  {cmd}")

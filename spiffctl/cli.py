@@ -11,12 +11,12 @@ import threading
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, Protocol
 
 import typer
 
-from spiffctl import __version__, bounded, log, numbers
-from spiffctl.errors import USAGE, SpiffctlError
+from spiffctl import __version__, bounded, log, numbers, variables
+from spiffctl.errors import CONFIG, USAGE, SpiffctlError
 from spiffctl.roles import ALL
 
 app = typer.Typer(
@@ -60,6 +60,18 @@ def _main(
     """Run, check and supervise every role of spiffworkflow-backend."""
 
 
+class Sourced(Protocol):
+    """click's context, whichever click (typer vendors its own in recent versions)."""
+
+    def get_parameter_source(self, name: str) -> Enum | None: ...
+
+
+def from_environment(ctx: Sourced, name: str) -> bool:
+    """The option's value came from its variable: a bad one is configuration (78), not usage (2)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 def seconds(value: str, flag: str, default: float, low: float = 0) -> float:
     """A duration flag (at most a week); the message names the flag and its variable."""
     return numbers.parse(value, name=flag, low=low, high=WEEK, default=default, exit_code=USAGE)
@@ -73,6 +85,7 @@ BACKEND_DIR_HELP = (
 
 @app.command(short_help="Check configuration, wait for dependencies, start a role's bin script.")
 def run(
+    ctx: typer.Context,
     role: Annotated[
         RoleName,
         typer.Option(
@@ -100,7 +113,10 @@ def run(
             help="How long to wait for the dependencies; 0 checks once.",
         ),
     ] = "60",
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not check the dependencies.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Skip the dependency checks and the schema step (the scripts do their own)."),
+    ] = False,
 ) -> None:
     """Check the configuration, wait for the role's dependencies, then exec its bin script.
 
@@ -108,7 +124,10 @@ def run(
     """
     from spiffctl.commands import run as command
 
-    timeout = seconds(wait_timeout, "--wait-timeout / SPIFFCTL_WAIT_TIMEOUT", 60)
+    if from_environment(ctx, "wait_timeout"):
+        timeout = variables.number(variables.WAIT_TIMEOUT, wait_timeout)
+    else:
+        timeout = seconds(wait_timeout, "--wait-timeout", 60)
     command.run(role.value, backend_dir=backend_dir, wait_timeout=timeout, wait=not no_wait)
 
 
@@ -148,7 +167,7 @@ def doctor(
     raise typer.Exit(command.run(role.value, backend_dir=backend_dir, as_json=as_json, timeout=bound))
 
 
-@app.command(short_help="One-line health probe for Docker and Kubernetes (exit 0 or 1).")
+@app.command(short_help="One-line health probe for Docker and Kubernetes (exit 0 healthy, 1 otherwise).")
 def healthcheck(
     role: Annotated[
         RoleName | None,
@@ -161,7 +180,7 @@ def healthcheck(
         ),
     ] = None,
 ) -> None:
-    """Quick, quiet probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy, 1 unhealthy."""
+    """Quick, quiet probe for Docker HEALTHCHECK and Kubernetes: one line, exit 0 healthy, 1 unhealthy or starting."""
     from spiffctl.commands import healthcheck as command
 
     raise typer.Exit(command.run(role.value if role else None))
@@ -200,6 +219,13 @@ def _framework_error(e: Exception) -> int:
             print(ctx.get_help())  # bare `spiffctl`: the help, as --help prints it
             return 0
         where = ctx.command_path if ctx is not None else "spiffctl"
+        blamed = _bad_variable(e, ctx)
+        if blamed:
+            print(f"spiffctl: {_scrubber()(blamed)}", file=sys.stderr)
+            return CONFIG
+        param = getattr(e, "param", None)
+        if param is not None and getattr(param, "opts", None):
+            e.param_hint = list(param.opts)  # type: ignore[attr-defined]  # the flag only: it was the flag
         message = _scrubber()(" ".join(e.format_message().split()))
         log.say(f"{message} (see {where} --help)", level="ERROR")
         return int(e.exit_code)
@@ -211,9 +237,20 @@ def _framework_error(e: Exception) -> int:
     return SOFTWARE
 
 
+def _bad_variable(e: Exception, ctx: Sourced | None) -> str:
+    """The table's one line for a variable click refused (``SPIFFCTL_ROLE=apii``); "" for a flag."""
+    param = getattr(e, "param", None)
+    if ctx is None or param is None or not param.name or not from_environment(ctx, param.name):
+        return ""
+    name = param.envvar if isinstance(param.envvar, str) else ""
+    variable = variables.BY_NAME.get(name)
+    problem = variable.judge(os.environ.get(name, "")) if variable else None
+    return str(problem) if problem else ""
+
+
 def _scrubber() -> Callable[[str], str]:
     """Every line spiffctl prints on the way out passes here: messages are redacted where they
     are made, and this is the net under them (a value quoted by a library, a missed path)."""
-    from spiffctl.redact import Redactor, env_secrets
+    from spiffctl.redact import Redactor
 
-    return Redactor(env_secrets(os.environ))
+    return Redactor.for_env(os.environ)

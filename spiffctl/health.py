@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal
 
 from spiffctl import celeryping, procfs, state
 from spiffctl.roles import ALL, Health, Need, Role, roles_for
@@ -48,39 +49,71 @@ MISSED_REWRITES = 3
 DEFAULT_INTERVAL = 5.0
 
 Verdict = tuple[bool, str]
+# "starting": a deliberate wait the role declared (dependencies, the schema, the API, the lease's
+# safe start). healthcheck exits 1 for it, as for unhealthy: Docker does not count failures during
+# start_period and a Kubernetes startup probe retries, while exit 0 would let `depends_on:
+# service_healthy` start what depends on a role that does not run yet.
+State = Literal["healthy", "starting", "unhealthy"]
+
+
+def judge(role: Role, env: Mapping[str, str], settings: Settings, deadline: float | None = None) -> tuple[State, str]:
+    """The role's state as ``status`` sees it too: its declared wait first, then its own check."""
+    record = state.waiting(env)
+    if record is not None:
+        return "starting", state.waiting_line(record, time.time())
+    healthy, line = one_role(role, env, settings, deadline)
+    return ("healthy" if healthy else "unhealthy"), line
 
 
 def one_role(role: Role, env: Mapping[str, str], settings: Settings, deadline: float | None = None) -> Verdict:
     """``deadline`` (``time.monotonic()``): when the caller gives up; the worker's ping fits inside."""
     # Dispatch on the role table's Health, so a new role reuses a probe with one table edit.
     checks: dict[Health, Callable[[], Verdict]] = {
-        Health.HTTP_STATUS: lambda: api(settings),
+        Health.HTTP_STATUS: lambda: api(settings, env),
         Health.LEASE_STATE: lambda: background(env),
         Health.WORKER: lambda: worker(settings, env, deadline),
     }
     return checks[role.health]()
 
 
-def every_role(env: Mapping[str, str], deadline: float | None = None) -> Verdict:
+def every_role(env: Mapping[str, str], deadline: float | None = None) -> tuple[State, str]:
     """``run --role all``: healthy when every role it runs is, each read from its own run dir."""
     settings = load(env)
-    base = state.run_dir(env, create=False)
     roles = roles_for(ALL, celery_enabled=settings.celery_enabled)
-    for role in roles:
-        healthy, line = one_role(
-            role, {**env, state.RUN_DIR_VAR: str(state.role_run_dir(base, role.name))}, settings, deadline
-        )
-        if not healthy:
-            return False, f"{role.name}: {line}"
-    return True, f"{', '.join(r.name for r in roles)} healthy"
+    verdicts = [(role, *judge(role, own_state(env, role.name), settings, deadline)) for role in roles]
+    for wanted in ("unhealthy", "starting"):
+        found = [f"{role.name}: {line}" for role, verdict, line in verdicts if verdict == wanted]
+        if found:
+            return ("unhealthy" if wanted == "unhealthy" else "starting"), "; ".join(found)
+    return "healthy", f"{', '.join(r.name for r in roles)} healthy"
 
 
-def api(settings: Settings) -> Verdict:
+def own_state(env: Mapping[str, str], role: str) -> dict[str, str]:
+    """``env`` pointing at ``role``'s own run dir inside an all-in-one (its role file says ``all``)."""
+    if state.remembered_role(env) != ALL:
+        return dict(env)
+    base = state.run_dir(env, create=False)
+    return {**env, state.RUN_DIR_VAR: str(state.role_run_dir(base, role))}
+
+
+def api(settings: Settings, env: Mapping[str, str]) -> Verdict:
     from spiffctl.probes import http
 
     if settings.port is None:
         # The same words `run` exits 78 with: the API cannot be listening on a port that is not one.
         return False, next(str(p) for p in settings.errors if p.variable == PORT)
+    record = state.remembered_process("api", env)
+    if record is not None:
+        # Started by `run`: only its own process tree may answer for it.
+        pid = record.get("pid")
+        if not procfs.alive(pid, record.get("start")):
+            return False, f"the api process (pid {pid}) is not running"
+        assert isinstance(pid, int)
+        from spiffctl import listeners
+
+        other = listeners.stranger(settings.port, pid)
+        if other:
+            return False, other
     url = f"http://127.0.0.1:{settings.port}{settings.status_path}"
     try:
         status, body = http.get(url, PROBE_TIMEOUT)
@@ -104,8 +137,8 @@ def background(env: Mapping[str, str]) -> Verdict:
     if data is None:
         return False, f"no runner state at {path}; is `spiffctl run --role background` running in this container?"
     pid = data.get("pid")
-    if not procfs.alive(pid):
-        return False, f"spiffctl (pid {pid}) is not running"
+    if not procfs.alive(pid, data.get("start")):
+        return False, f"spiffctl (pid {pid}) is not running: {path} was left by an earlier process"
     mode = data.get("mode")
     interval = _number(data.get("interval")) or DEFAULT_INTERVAL
     updated = _number(data.get("updated"))
@@ -119,14 +152,29 @@ def background(env: Mapping[str, str]) -> Verdict:
     child = data.get("child_pid")
     if mode in ("holder", "unleased"):
         what = "holds the lease" if mode == "holder" else "runs without a lease"
+        if child is None:
+            return False, f"{what} but has not started the scheduler"
         if procfs.alive(child):
             return True, f"{what}; scheduler pid {child} alive"
         return False, f"{what} but the scheduler (pid {child}) is not running"
     if mode == "standby":
+        standby = "standby" + warmth(data)
         if data.get("store") is True:
-            return True, "standby; the lease store answers"
-        return False, "standby but the lease store does not answer, so it could not take over"
+            return True, f"{standby}; the lease store answers"
+        return False, f"{standby} but the lease store does not answer, so it could not take over"
     return False, f"runner state has unknown mode {mode!r}"
+
+
+def warmth(data: Mapping[str, object]) -> str:
+    """For a warm standby: ", warm since <UTC time> (<age>)" or ", loading the app for <age>"; else nothing."""
+    since = _number(data.get("warm_since"))
+    warm = data.get("warm")
+    if since is None or warm not in ("warm", "loading"):
+        return ""
+    age = f"{max(0.0, time.time() - since):.0f} s"
+    if warm == "loading":
+        return f", loading the app for {age}"
+    return f", warm since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(since))} ({age})"
 
 
 def worker(settings: Settings, env: Mapping[str, str], deadline: float | None = None) -> Verdict:

@@ -59,16 +59,20 @@ def child_env(settings: Settings, role: Role, *, say: Say = say) -> dict[str, st
             else f"{name}={old} overridden to {new}"
         )
     env.update(role.env)
+    for name, (value, file) in role.env_if_file.items():
+        if not env.get(name) and (settings.backend_dir / file).exists():
+            say(f"{name} is unset and {file} exists: set to {value} for the {role.name} role")
+            env[name] = value
     env["SPIFFCTL_ROLE"] = role.name
     return env
 
 
-def exec_script(script: Path, cwd: Path, env: Mapping[str, str]) -> NoReturn:
+def exec_script(script: Path, cwd: Path, env: Mapping[str, str], args: tuple[str, ...] = ()) -> NoReturn:
     os.chdir(cwd)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(script, [str(script)], env)
+        os.execve(script, [str(script), *args], env)
     except OSError as e:
         code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
         raise SpiffctlError(f"cannot execute {script}: {e.strerror} (check its #! line)", code) from None

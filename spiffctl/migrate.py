@@ -39,7 +39,7 @@ from types import FrameType
 
 from spiffctl import dblock, migrations, prctl, schema
 from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
-from spiffctl.redact import Redactor
+from spiffctl.redact import Redactor, redact_urls_in_bytes
 from spiffctl.roles import Need, Role
 from spiffctl.settings import Endpoint, P, Settings
 from spiffctl.wait import Say, describe, waiting_event
@@ -252,6 +252,8 @@ def _pump(
     # the child's fd -> ours
     sinks = {child.stdout.fileno(): sys.stdout.fileno(), child.stderr.fileno(): sys.stderr.fileno()}
     partial = {fd: b"" for fd in sinks}
+    # One scrubber per stream: a secret cut by a read is still seen whole.
+    streams = {fd: redactor.stream() for fd in sinks}
     last: tuple[str, str] | None = None
     checked = time.monotonic()
     stopped = False
@@ -264,14 +266,14 @@ def _pump(
                 data = os.read(stream, 65536)
                 if not data:
                     selector.unregister(stream)
-                    data, partial[stream] = partial[stream], b""
+                    data, partial[stream] = partial[stream] + streams[stream].flush(), b""
                     if data:
-                        _write(sinks[stream], data + b"\n", redactor)
+                        _write(sinks[stream], data + b"\n")
                     continue
-                lines, _, partial[stream] = (partial[stream] + data).rpartition(b"\n")
+                lines, _, partial[stream] = (partial[stream] + streams[stream].feed(data)).rpartition(b"\n")
                 if lines:
                     text = lines + b"\n"
-                    _write(sinks[stream], text, redactor)
+                    _write(sinks[stream], text)
                     for m in _RUNNING.finditer(text.decode("utf-8", "replace")):
                         last = (m["from"], m["to"])
             if not stopped and time.monotonic() - checked >= ALIVE_EVERY:
@@ -284,8 +286,8 @@ def _pump(
     return last
 
 
-def _write(fd: int, data: bytes, redactor: Redactor) -> None:
-    data = redactor.scrub_bytes(data)
+def _write(fd: int, data: bytes) -> None:
+    data = redact_urls_in_bytes(data)  # values were masked on the stream
     while data:
         try:
             data = data[os.write(fd, data) :]

@@ -8,8 +8,25 @@ from __future__ import annotations
 
 import math
 
-from spiffctl.errors import CONFIG, USAGE, SpiffctlError
+from spiffctl.errors import CONFIG, USAGE, ConfigError, SpiffctlError
 from spiffctl.redact import quote
+
+
+def complaint(raw: str, *, low: float, high: float, unit: str = "seconds", whole: bool = False) -> str | None:
+    """What is wrong with ``raw`` as a number from ``low`` to ``high``; ``None`` when nothing is."""
+    text = raw.strip()
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = math.nan
+    if low <= value <= high:  # false for NaN
+        return None
+    what = f"a whole number of {unit}" if whole else f"a number of {unit}"
+    return f"{quote(raw)} is not {what} from {low:g} to {high:g}"
+
+
+def fix(default: float) -> str:
+    return f"use e.g. {default:g} (the default)"
 
 
 def parse(
@@ -29,15 +46,12 @@ def parse(
     so ``""`` is the default too, except for a flag (``exit_code`` 2): ``--wait-timeout ""`` is
     a mistake. ``exit_code``: 2 (usage) for a flag, 78 (configuration) for a variable.
     """
-    text = (raw or "").strip()
-    if raw is None or (not text and exit_code != USAGE):
+    if raw is None or (not raw.strip() and exit_code != USAGE):
         return default
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        value = math.nan
-    if not (low <= value <= high):  # also false for NaN
-        what = f"a whole number of {unit}" if whole else f"a number of {unit}"
-        message = f"{name}: {quote(raw)} is not {what} from {low:g} to {high:g}; use e.g. {default:g} (the default)"
-        raise SpiffctlError(message, exit_code)
-    return value
+    wrong = complaint(raw, low=low, high=high, unit=unit, whole=whole)
+    if wrong:
+        message = f"{name}: {wrong}; {fix(default)}"
+        # ConfigError for a variable: callers that report configuration problems (doctor) catch it.
+        raise ConfigError(message) if exit_code == CONFIG else SpiffctlError(message, exit_code)
+    text = raw.strip()
+    return int(text) if whole else float(text)

@@ -23,6 +23,9 @@ def become_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def die_with_parent() -> None:
-    """In a child between fork and exec: SIGKILL it when the parent dies, however the parent dies."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """``sig`` (default SIGKILL) when the parent dies, however it dies; kept across exec, not fork.
+
+    Careful: "the parent" is the *thread* that forked us; a parent that forks from a thread which
+    later exits signals us early."""
+    _prctl(PR_SET_PDEATHSIG, sig)

@@ -13,12 +13,12 @@ Two complementary tools:
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Iterable, Mapping
 
-from spiffctl import urls
+from spiffctl import scrub, urls
+from spiffctl.secrets import readable_file_secrets
 
 MASK = urls.MASK
 
@@ -26,9 +26,7 @@ MASK = urls.MASK
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|_KEY$|CREDENTIAL)", re.IGNORECASE)
 # Variables that hold URLs which may embed a password.
 _URL_NAME = re.compile(r"(_URI|_URL)$")
-# Short values are left alone in free text: scrubbing "a" or "ab" would mangle every line while
-# protecting nothing a reader could not guess. URLs are still redacted structurally.
-MIN_SCRUB_LENGTH = 4
+MIN_SCRUB_LENGTH = scrub.MIN_SCRUB_LENGTH
 
 
 def redact_url(url: str, grammar: urls.Grammar = "standard") -> str:
@@ -42,6 +40,14 @@ def quote(value: str) -> str:
     return repr(redact_url(value))
 
 
+def quote_url(value: str) -> str:
+    """A URL variable's value, quoted for a message; one that is no URL at all (a password pasted
+    into the wrong variable, say) is described by its shape, never echoed."""
+    if "://" in value:
+        return quote(value)
+    return f"a value of {len(value)} characters without scheme://"
+
+
 def url_secrets(url: str) -> set[str]:
     """The secret values embedded in ``url`` (raw and percent-decoded), for :class:`Redactor`."""
     return urls.secrets(url)
@@ -53,7 +59,9 @@ def env_secrets(env: Mapping[str, str]) -> set[str]:
     for name, value in env.items():
         if not value:
             continue
-        if _SECRET_NAME.search(name) and not _URL_NAME.search(name):
+        # NAME_FILE holds a path, which the operator needs to see; its content is the secret
+        # (secrets.py hands that to the Redactor).
+        if _SECRET_NAME.search(name) and not _URL_NAME.search(name) and not name.endswith("_FILE"):
             found.add(value)
         if "://" in value:
             found |= url_secrets(value)
@@ -61,39 +69,59 @@ def env_secrets(env: Mapping[str, str]) -> set[str]:
 
 
 class Redactor:
-    """Scrubs known secret values out of arbitrary text."""
+    """Scrubs known secret values, in every printed form (:mod:`spiffctl.scrub`), out of text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        self.add(secrets)
+        self.pattern = scrub.Pattern(secrets)
+
+    @classmethod
+    def for_env(cls, env: Mapping[str, str]) -> Redactor:
+        """The one redactor for an environment: its secrets after ``*_FILE`` resolution."""
+        return cls(resolved_secrets(env))
 
     def add(self, secrets: Iterable[str]) -> None:
-        # Libraries quote what they reject with repr() or JSON: "\\" for a backslash, "\\n"...
-        secrets = list(secrets)
-        escaped = {form for s in secrets for form in (repr(s)[1:-1], json.dumps(s)[1:-1])}
-        self._secrets |= {s for s in {*secrets, *escaped} if len(s) >= MIN_SCRUB_LENGTH}
-        # Longest first so a secret that contains another is masked whole.
-        ordered = sorted(self._secrets, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.pattern.add(secrets)
 
     def __call__(self, text: str) -> str:
         # Known values first: a password holding a space or a quote cuts a URL short for the
         # structural pass below, which would then leave part of it in the text.
-        # The substring tests are memchr-fast; the regexes run only where they can match (the
-        # all-in-one scrubs every line the roles print).
-        if self._pattern is not None and any(s in text for s in self._secrets):
-            text = self._pattern.sub(MASK, text)
+        raw = text.encode("utf-8", "surrogateescape")
+        scrubbed = self.pattern.sub(raw)
+        if scrubbed is not raw and scrubbed != raw:
+            text = scrubbed.decode("utf-8", "surrogateescape")
         return redact_url_in_text(text) if "://" in text else text
 
     def scrub_bytes(self, data: bytes) -> bytes:
         """:meth:`__call__` for raw output: bytes that are not UTF-8 pass through unchanged."""
-        return self(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        return redact_urls_in_bytes(self.pattern.sub(data))
+
+    def stream(self) -> scrub.StreamScrubber:
+        """A scrubber for one output stream (values only; see :func:`redact_urls_in_bytes`)."""
+        return scrub.StreamScrubber(self.pattern)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The values scrubbed (each line of a multi-line one included)."""
+        return self.pattern.secrets
 
     @property
     def longest(self) -> int:
-        """Length in bytes of the longest known secret (0 when none)."""
-        return max((len(s.encode("utf-8", "surrogateescape")) for s in self._secrets), default=0)
+        """Length in bytes of the longest form of a known secret (0 when none)."""
+        return self.pattern.longest
+
+
+def resolved_secrets(env: Mapping[str, str]) -> set[str]:
+    """Every secret of ``env``: readable ``*_FILE`` contents and the secrets of the environment
+    they resolve to (a URL read from a file has its password found like any other)."""
+    resolved, file_secrets = readable_file_secrets(env)
+    return file_secrets | env_secrets(resolved)
+
+
+def redact_urls_in_bytes(data: bytes) -> bytes:
+    """:func:`redact_url_in_text` for raw output (non-UTF-8 bytes pass through unchanged)."""
+    if b"://" not in data:
+        return data
+    return redact_url_in_text(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 # Anchored on the literal "://" (found by a fast substring search); the scheme is found by

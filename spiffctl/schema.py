@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from spiffctl import bounded, migrations, numbers
+from spiffctl import bounded, migrations, variables
 from spiffctl.errors import CONFIG, SpiffctlError, UnavailableError
 from spiffctl.probes import Status
 from spiffctl.probes.sql import RevisionError, read_revision
@@ -29,16 +29,12 @@ from spiffctl.wait import Say, describe, waiting_event
 POLL = 0.25
 PROGRESS_EVERY = 5.0
 READ_TIMEOUT = 5.0
-TIMEOUT_VAR = "SPIFFCTL_MIGRATION_TIMEOUT"
-# Waiting costs one small query per POLL; giving up too early turns a long but healthy migration
-# into a restart loop. Thirty minutes covers data migrations on big databases; the progress lines
-# say who holds the lock all along, so a stuck migration is visible long before.
-DEFAULT_TIMEOUT = 1800.0
+TIMEOUT_VAR = variables.MIGRATION_TIMEOUT
 
 
 def timeout(env: Mapping[str, str]) -> float:
     """``SPIFFCTL_MIGRATION_TIMEOUT``: bounds the wait for the migration lock and for the schema."""
-    return numbers.parse(env.get(TIMEOUT_VAR), name=TIMEOUT_VAR, low=1, high=7 * 86400, default=DEFAULT_TIMEOUT)
+    return variables.number(TIMEOUT_VAR, env.get(TIMEOUT_VAR))
 
 
 @dataclass(frozen=True)

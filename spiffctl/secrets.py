@@ -7,7 +7,10 @@ has code for this but registers no such variable, so without spiffctl nothing ha
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Mapping
 
 from spiffctl.errors import ConfigProblems
@@ -17,12 +20,29 @@ _FILE_VAR = re.compile(r"^(SPIFFWORKFLOW_BACKEND_|FLASK_)[A-Z0-9_]+_FILE$")
 NOT_SECRET_FILES = frozenset({"SPIFFWORKFLOW_BACKEND_LOG_TO_FILE"})
 
 
+# A secret is a password, a key or a URL; anything bigger is the wrong file.
+MAX_SIZE = 64 * 1024
+
+
 def resolve_file_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
     """Return the environment with every ``NAME_FILE`` replaced by ``NAME``, and the secret values.
 
     Raises :class:`ConfigProblems` listing every variable that is set twice or unreadable; the
     messages name the variable and the path, never the content.
     """
+    out, secrets, problems = _resolve(env)
+    if problems:
+        raise ConfigProblems(problems)
+    return out, secrets
+
+
+def readable_file_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """:func:`resolve_file_secrets` for scrubbing: what could be read, whatever could not."""
+    out, secrets, _ = _resolve(env)
+    return out, secrets
+
+
+def _resolve(env: Mapping[str, str]) -> tuple[dict[str, str], set[str], list[str]]:
     out = dict(env)
     secrets: set[str] = set()
     problems: list[str] = []
@@ -39,8 +59,7 @@ def resolve_file_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], set[st
             problems.append(f"{name} and {file_var} are both set; unset one of them")
             continue
         try:
-            with open(path, encoding="utf-8") as f:
-                value = f.read()
+            value = read_secret(path)
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
             problems.append(f"{file_var}: cannot read {path} ({reason}); mount the secret there or fix the path")
@@ -50,6 +69,23 @@ def resolve_file_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], set[st
         del out[file_var]
         if value:
             secrets.add(value)
-    if problems:
-        raise ConfigProblems(problems)
-    return out, secrets
+    return out, secrets, problems
+
+
+def read_secret(path: str) -> str:
+    """The content of the regular file ``path``: a FIFO, socket or device is refused rather than
+    read, since opening or reading it may block forever (``run`` and ``doctor`` must not hang)."""
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = b""
+        while chunk := os.read(fd, MAX_SIZE + 1 - len(data)):
+            data += chunk
+            if len(data) > MAX_SIZE:
+                raise OSError(errno.EFBIG, f"larger than {MAX_SIZE // 1024} KiB")
+    finally:
+        os.close(fd)
+    # As a text-mode read would: the value is compared and passed on with \n line ends.
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")

@@ -3,8 +3,9 @@
 Everything here mirrors what spiffworkflow-backend does at ``create_app`` time:
 
 * an empty variable counts as unset;
-* booleans are ``true`` / ``false`` in any case (the backend keeps any other string, which is
-  truthy, so ``CELERY_ENABLED=no`` would *enable* Celery there: we refuse it instead);
+* booleans, numbers and choices are judged by the variables table (:mod:`spiffctl.variables`),
+  each as its reader judges it (``CELERY_ENABLED=no`` would *enable* Celery in the backend,
+  ``UPGRADE_DB=True`` is false for the API script: both are refused);
 * the database type comes from the URI scheme (part before ``+``, ``postgresql`` -> ``postgres``)
   and otherwise from ``SPIFFWORKFLOW_BACKEND_DATABASE_TYPE``, default ``mysql``;
 * without a URI the backend derives one per type with database ``spiffworkflow_backend_<ENV>``.
@@ -20,12 +21,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
-from spiffctl import urls
-from spiffctl.redact import Redactor, env_secrets, quote, redact_url
-from spiffctl.roles import CELERY_ENABLED, SCHEDULER_IN_APP, Need, Role
+from spiffctl import paths, urls, variables
+from spiffctl.errors import ConfigError
+from spiffctl.problem import Problem, Severity
+from spiffctl.redact import Redactor, env_secrets, quote, quote_url, redact_url
+from spiffctl.roles import CELERY_ENABLED, Need, Role
 from spiffctl.secrets import resolve_file_secrets
+from spiffctl.variables import tcp_port
 
 P = "SPIFFWORKFLOW_BACKEND_"
 DATABASE_URI = P + "DATABASE_URI"
@@ -52,6 +55,7 @@ DEFAULT_BROKER = "redis://localhost"
 DEFAULT_PORT = 7000
 DATABASE_TYPES = ("mysql", "postgres", "sqlite")
 BACKEND_MARKER = "bin/boot_server_in_docker"
+BACKEND_DIR_FLAG = "--backend-dir (SPIFFCTL_BACKEND_DIR)"
 
 SQL_KINDS = ("postgres", "mysql", "sqlite")
 
@@ -68,21 +72,7 @@ _BROKER_SCHEMES = {
 }
 _RESULT_SCHEMES = {"redis": "redis", "rediss": "redis", "rpc": "rpc", "s3": "s3"}
 
-Severity = Literal["error", "warning"]
 Getter = Callable[[str], "str | None"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One configuration finding: which variable, what is wrong, how to fix it."""
-
-    variable: str
-    message: str
-    fix: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        return f"{self.variable}: {self.message}; {self.fix}"
 
 
 @dataclass(frozen=True)
@@ -136,8 +126,8 @@ class Settings:
         return [p for p in self.problems if p.severity == "warning"]
 
     def flag(self, name: str) -> bool:
-        """A backend boolean; invalid values were already reported as problems and read as false."""
-        return _parse_bool(self.env.get(name)) is True
+        """A backend boolean as its reader takes it (invalid values were already reported as problems)."""
+        return variables.truth(name, self.env.get(name))
 
     @property
     def port(self) -> int | None:
@@ -159,30 +149,30 @@ def default_backend_dir(cwd: Path | None = None) -> Path:
     return cwd or Path.cwd()
 
 
+def _backend_root(path: Path) -> Path:
+    why = paths.too_long(str(path))
+    try:
+        if why is None:
+            return path.resolve()
+    except OSError as e:  # a symlink loop, a folder we may not search
+        why = e.strerror
+    raise ConfigError(f"{BACKEND_DIR_FLAG}: the folder cannot be used: {why}; point it at the backend root")
+
+
 def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = None) -> Settings:
     """Read the environment the way the backend would, collecting every problem found."""
     raw = dict(os.environ if environ is None else environ)
     env, file_secrets = resolve_file_secrets(raw)
-    backend = (backend_dir or default_backend_dir()).resolve()
+    backend = _backend_root(backend_dir or default_backend_dir())
     redactor = Redactor(file_secrets | env_secrets(env))
-    problems: list[Problem] = []
+    problems: list[Problem] = list(variables.problems(env))
 
     def get(name: str) -> str | None:
         # The backend treats an empty variable exactly like an unset one.
         return env.get(name) or None
 
     def boolean(name: str) -> bool:
-        value = get(name)
-        parsed = _parse_bool(value)
-        if parsed is None and value is not None:
-            problems.append(
-                Problem(
-                    name,
-                    f"{quote(value)} is not a boolean (the backend would treat it as true)",
-                    f"set {name}=true or {name}=false",
-                )
-            )
-        return bool(parsed)
+        return variables.truth(name, get(name))
 
     backend_env = get(BACKEND_ENV) or DEFAULT_ENV
     celery = boolean(CELERY_ENABLED)
@@ -233,9 +223,6 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
             )
         )
 
-    port = get(PORT)
-    if port is not None and tcp_port(port) is None:
-        problems.append(Problem(PORT, f"{quote(port)} is not a TCP port", "set a number from 1 to 65535"))
     app_root = get(APPLICATION_ROOT)
     if app_root and app_root != "/":
         problems.append(
@@ -245,7 +232,6 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
                 f"use {PATH_PREFIX} instead and unset {APPLICATION_ROOT}",
             )
         )
-    boolean(SCHEDULER_IN_APP)  # validated here; the role table forces it off (see roles.overrides)
     connector = get(CONNECTOR_PROXY_URL)
     if connector:
         # A warning: the backend starts without it; only service tasks fail.
@@ -288,22 +274,6 @@ def role_problems(settings: Settings, role: Role) -> list[Problem]:
     return out
 
 
-def tcp_port(value: str) -> int | None:
-    """``value`` as a TCP port (1-65535), or ``None``."""
-    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) < 65536 else None
-
-
-def _parse_bool(value: str | None) -> bool | None:
-    if value is None or value == "":
-        return False
-    low = value.lower()
-    if low == "true":
-        return True
-    if low == "false":
-        return False
-    return None
-
-
 def _scheme(url: str) -> tuple[str, str]:
     """(scheme, driver) of ``mysql+pymysql://...`` -> ("mysql", "pymysql")."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -319,12 +289,15 @@ def _check_url(
     severity: Severity = "error",
 ) -> bool:
     """Malformed URLs become problems here, so probes can trust what they are given."""
-    shown = quote(url)
-    form = "write it as scheme://user:password@host:port/name"
+    shown = quote_url(url)
+    # Angle brackets: the redactor leaves a template alone (it would mask "user:password@").
+    form = "write it as <scheme>://<user>:<password>@<host>:<port>/<name>"
     try:
         parts = urls.parse(url, grammar)
     except urls.URLError as e:
-        problems.append(Problem(variable, f"{shown} is malformed: {e}", form, severity))
+        # A reserved character in the password: the fix is its encoding, not the URL's shape.
+        reason, encode, how = str(e).partition(": percent-encode")
+        problems.append(Problem(variable, f"{shown} is malformed: {reason}", encode[2:] + how or form, severity))
         return False
     if not parts.host and "host" not in parts.params:
         problems.append(Problem(variable, f"{shown} has no host", form, severity))
@@ -390,6 +363,10 @@ def _database(
                 )
             )
         if scheme == "sqlite":
+            problem = urls.sqlite_problem(uri)
+            if problem:
+                problems.append(Problem(DATABASE_URI, *problem))
+                return db_type, source, None
             return db_type, source, Endpoint(Need.DATABASE, "sqlite", _sqlite_absolute(uri, backend), DATABASE_URI)
         if not _check_url(DATABASE_URI, uri, problems, "sqlalchemy"):
             return db_type, source, None
@@ -397,14 +374,7 @@ def _database(
 
     db_type = type_var or "mysql"
     source = DATABASE_TYPE if type_var else "default"
-    if db_type not in DATABASE_TYPES:
-        problems.append(
-            Problem(
-                DATABASE_TYPE,
-                f"{quote(db_type)} is not a database type",
-                "set it to mysql, postgres or sqlite (or set SPIFFWORKFLOW_BACKEND_DATABASE_URI)",
-            )
-        )
+    if db_type not in DATABASE_TYPES:  # reported by the variables table
         return db_type, source, None
     if not type_var:
         problems.append(
@@ -480,7 +450,10 @@ def _broker(get: Getter, problems: list[Problem]) -> Endpoint | None:
                 )
             )
             return None
-        return Endpoint(Need.BROKER, "sqs", get(SQS_URL) or "", SQS_URL)
+        queue = get(SQS_URL) or ""
+        if not _check_url(SQS_URL, queue, problems):
+            return None
+        return Endpoint(Need.BROKER, "sqs", queue, SQS_URL)
     if not _check_url(BROKER_URL, url, problems):
         return None
     return Endpoint(Need.BROKER, kind, url, BROKER_URL)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from spiffctl import paths
+
 MASK = "***"
 
 Grammar = Literal["sqlalchemy", "standard"]
@@ -80,6 +82,8 @@ def scheme_of(text: str) -> str:
 
 def parse(text: str, grammar: Grammar) -> URL:
     """``text`` as its consumer reads it; :class:`URLError` (quoting nothing) when it cannot."""
+    if text != text.strip():
+        raise URLError("it begins or ends with white space; remove it")
     if grammar == "sqlalchemy":
         return _parse_sqlalchemy(text)
     return _parse_standard(text)
@@ -90,10 +94,12 @@ def _parse_sqlalchemy(text: str) -> URL:
     if m is None or m.end() != len(text):
         # SQLAlchemy silently drops what follows a line break in the query; we refuse it.
         raise URLError("it is not a URL SQLAlchemy can read (scheme://user:password@host:port/database)")
-    port = _port(m["port"])
-    if "@" in (m["host"] or "") + (m["database"] or ""):
+    _check_host(m["host"])
+    if "@" in (m["host"] or "") + (m["port"] or "") + (m["database"] or ""):
         # SQLAlchemy reads "u:p@ss@db" as password "p", host "ss@db": the password held an "@".
-        raise URLError("an '@' follows its host: percent-encode an '@' in the password as %40")
+        # Checked before the port: "u:p@ss:w@db:5432" would otherwise read as a bad port "w@db".
+        raise URLError(f"its password holds an '@', where SQLAlchemy ends the password: {encode_hint('@')}")
+    port = _port(m["port"])
     # The host part ends where the database or the query begins.
     if m["database"] is not None:
         end = m.start("database") - 1
@@ -128,6 +134,7 @@ def _parse_standard(text: str) -> URL:
         # "redis://u:pa/ss@h" parses as host "u", port "pa"... or even as a valid port: an "@"
         # after the host part means the password ended it early.
         raise URLError(_hint_special(text) or "it has an '@' after its host part")
+    _check_host(parts.hostname)
     return URL(
         scheme=scheme,
         username=unquote(parts.username) if parts.username is not None else None,
@@ -138,6 +145,21 @@ def _parse_standard(text: str) -> URL:
         query=tuple(parse_qsl(parts.query, keep_blank_values=False)),
         netloc_end=len(scheme) + 3 + len(parts.netloc),
     )
+
+
+# RFC 1035 limits, which the resolver enforces with an exception of its own (IDNA's "label empty
+# or too long") at connect time.
+MAX_LABEL = 63
+MAX_HOST = 253
+
+
+def _check_host(host: str | None) -> None:
+    if not host or ":" in host:  # none, or an IPv6 address
+        return
+    if len(host.rstrip(".")) > MAX_HOST:
+        raise URLError(f"its host name is longer than {MAX_HOST} characters")
+    if any(len(label) > MAX_LABEL for label in host.split(".")):
+        raise URLError(f"its host name has a part (between dots) longer than {MAX_LABEL} characters")
 
 
 def _port(text: str | None) -> int | None:
@@ -152,12 +174,22 @@ def _port(text: str | None) -> int | None:
 
 def _hint_special(text: str) -> str:
     rest = text.split("://", 1)[1] if "://" in text else text
-    if "@" in rest and any(c in rest.rsplit("@", 1)[0] for c in "#/?"):
-        return (
-            "the part before its last '@' holds a '#', '/' or '?', which ends the host part early: "
-            "percent-encode the password (# %23, / %2F, ? %3F, @ %40)"
-        )
-    return ""
+    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    found = [c for c in "#/?" if c in userinfo]
+    if not found:
+        return ""
+    shown = ", ".join(f"'{c}'" for c in found)
+    # kombu and redis-py split URLs as urllib does: "#", "/" and "?" end the host part.
+    return f"its password holds {shown}, which kombu and redis-py read as the end of the host: {encode_hint(*found)}"
+
+
+# What a reserved character in a password must be written as.
+PERCENT = {"@": "%40", "#": "%23", "/": "%2F", "?": "%3F", ":": "%3A", "%": "%25"}
+
+
+def encode_hint(*chars: str) -> str:
+    """``percent-encode the password: `@` is `%40```."""
+    return "percent-encode the password: " + ", ".join(f"`{c}` is `{PERCENT[c]}`" for c in chars)
 
 
 def display(text: str, grammar: Grammar = "standard") -> str:
@@ -237,3 +269,22 @@ def secrets(text: str) -> set[str]:
 
 
 _DELIMITERS = re.compile(r"[/?#@:\[\]]")
+
+
+def sqlite_problem(text: str) -> tuple[str, str] | None:
+    """Why the SQLite URL ``text`` cannot name a database file and how to fix it (nothing of it
+    quoted), or ``None``.
+
+    SQLAlchemy ignores a user, password, host or port in a SQLite URL and reads the rest as a
+    relative path: ``sqlite://user:pw@host/db`` would make a folder named after the password.
+    """
+    rest = text.split("://", 1)[1] if "://" in text else ""
+    authority = rest.split("/", 1)[0] if "/" in rest else rest.split("?", 1)[0]
+    if authority and authority != ":memory:":
+        return (
+            "names a user, password, host or port, but SQLite opens a file on this machine",
+            "write sqlite:////absolute/path.sqlite3 (four slashes) or sqlite:///relative/path.sqlite3",
+        )
+    path = rest[1:].split("?", 1)[0] if rest.startswith("/") else ""
+    why = paths.too_long(path) if path else None
+    return (f"cannot name a file: {why}", "use a shorter path") if why else None

@@ -66,7 +66,7 @@ def wait_for(
             outcome = bounded_check(endpoint, attempt)
             if outcome.ok:
                 break
-            detail = redactor(outcome.detail)
+            detail = redactor(probes.clause(outcome.detail))
             if outcome.status is Status.PERMANENT:
                 raise UnavailableError(f"{describe(endpoint)} refused: {detail}; check {endpoint.variable}")
             now = time.monotonic()

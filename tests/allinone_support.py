@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.servers import eventually, free_port, pid_alive, session_members
 from tests.standins import BACKEND_TEMPLATE as BACKEND
-from tests.standins import read_records
+from tests.standins import at_head, copy_backend, give_venv, read_records
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -38,6 +38,23 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def warm_env(root: Path, **extra: str) -> dict[str, str]:
+    """:func:`base_env` on a copy of the stand-in backend whose venv has the stand-in app, so the
+    Background starts warm; the schema at head. Scheduler starts: :func:`scheduler_starts`."""
+    backend = copy_backend(root / "backend")
+    give_venv(backend, site=True)
+    env = base_env(root, SPIFFCTL_BACKEND_DIR=str(backend), STANDIN_RECORDS=str(root / "records.txt"), **extra)
+    at_head(env["SPIFFWORKFLOW_BACKEND_DATABASE_URI"])
+    return env
+
+
+def scheduler_starts(root: Path) -> list[float]:
+    """When the stand-in app's scheduler started (monotonic), for an env from :func:`warm_env`."""
+    path = root / "records.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [float(ln.split()[1]) for ln in lines if ln.startswith("start ")]
 
 
 def spiffctl(*args: str) -> list[str]:

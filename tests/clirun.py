@@ -17,11 +17,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from tests.servers import Blackhole, wait_until
+
+# Every doctor document a test reads is checked against the published contract.
+DOCTOR_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "doctor.schema.json").read_text())
 
 SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_worker")
 # A stand-in history: base -> head. A database "behind by one" sits at BASE.
 BASE, HEAD = "1a2b3c4d5e6f", "9f8e7d6c5b4a"
+
+
+def doctor_document(out: str) -> dict[str, Any]:
+    """doctor's JSON output, parsed and validated against docs/doctor.schema.json."""
+    doc: dict[str, Any] = json.loads(out)
+    jsonschema.Draft202012Validator(DOCTOR_SCHEMA).validate(doc)
+    return doc
 
 
 @dataclass
@@ -33,7 +45,14 @@ class Ran:
 
     @property
     def doc(self) -> dict[str, Any]:
-        return json.loads(self.out)
+        """doctor's JSON document, valid against docs/doctor.schema.json."""
+        return doctor_document(self.out)
+
+    def problem(self, variable: str) -> dict[str, Any]:
+        """The configuration check's one finding about ``variable``."""
+        rows = [p for p in self.check("configuration")["problems"] if p["variable"] == variable]
+        assert len(rows) == 1, (variable, self.out)
+        return rows[0]
 
     def check(self, name: str) -> dict[str, Any]:
         rows = [c for c in self.doc["checks"] if c["name"] == name]

@@ -10,6 +10,13 @@ line each, written with O_APPEND so lines from several processes never interleav
 
 ``STANDIN_EXIT_AFTER=<seconds>`` makes the worker exit by itself with code 3.
 
+``STANDIN_SCRIPT_SHAPE=true`` (set by the script :func:`tests.lease_support.write_backend` writes
+for a backend with an app): before its ``start`` record the worker costs what the real
+``bin/start_blocking_apscheduler`` costs before its scheduler runs: the schema wait's two app
+starts, a sleep of ``STANDIN_SCRIPT_SLEEP`` seconds (default 1; the real one sleeps 100), one
+more app start; an app start burns ``STANDIN_CREATE_APP_CPU`` CPU-seconds (default 1), like the
+stand-in ``create_app()`` (tests/standins/site).
+
 Why not the shared stand-in (tests/standins/): overlap is measured on these ticks (a frozen
 worker writes none, so frozen time does not count as running), and the launcher layer must
 behave like ``uv run`` (ignore SIGTERM, wait for its child, pass its exit status on), which is
@@ -35,6 +42,20 @@ def record(line: str) -> None:
         os.close(fd)
 
 
+def burn_cpu(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def script_shape() -> None:
+    """The real script's way to its scheduler: schema wait (two app starts), sleep, app start."""
+    app_start = float(os.environ.get("STANDIN_CREATE_APP_CPU") or 1.0)
+    burn_cpu(2 * app_start)
+    time.sleep(float(os.environ.get("STANDIN_SCRIPT_SLEEP") or 1.0))
+    burn_cpu(app_start)
+
+
 def worker() -> int:
     pid = os.getpid()
 
@@ -44,6 +65,8 @@ def worker() -> int:
         os.kill(pid, signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    if os.environ.get("STANDIN_SCRIPT_SHAPE") == "true":
+        script_shape()
     epoch = os.environ.get("SPIFFCTL_LEASE_EPOCH", "?")
     record(f"start {time.monotonic():.6f} {pid} {epoch} {os.environ.get('STANDIN_NAME', '?')}")
     exit_after = float(os.environ.get("STANDIN_EXIT_AFTER") or "inf")

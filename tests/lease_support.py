@@ -20,8 +20,10 @@ from pathlib import Path
 
 from spiffctl.lease.config import lock_config
 from spiffctl.lease.redis_store import RedisStore
+from spiffctl.probes.redis import client
 from spiffctl.settings import load
 from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
+from tests.standins import give_venv
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "lease_standin.py"
@@ -30,13 +32,21 @@ REPO = HERE.parent
 GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activity is split there
 
 
-def write_backend(root: Path) -> Path:
-    """A backend root whose Background script runs the stand-in through a bash layer, like the real one."""
+def write_backend(root: Path, *, warm: bool = False) -> Path:
+    """A backend root whose Background script runs the stand-in through a bash layer, like the real one.
+
+    With ``warm`` it is a backend with an app, as the real one: a venv python that imports the
+    stand-in backend package and APScheduler (tests/standins/site), so the warm start works, and a
+    script that costs what the real one costs before its scheduler runs (``STANDIN_SCRIPT_SHAPE``
+    in tests/lease_standin.py). Without, spiffctl falls back to the script, which starts at once."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     script = root / "bin" / "start_blocking_apscheduler"
-    script.write_text(f'#!/usr/bin/env bash\nset -e\n"{sys.executable}" "{STANDIN}"\n')
+    shape = "export STANDIN_SCRIPT_SHAPE=true\n" if warm else ""
+    script.write_text(f'#!/usr/bin/env bash\nset -e\n{shape}"{sys.executable}" "{STANDIN}"\n')
     script.chmod(0o755)
     (root / "bpmn").mkdir(exist_ok=True)
+    if warm:
+        give_venv(root, site=True)
     return root
 
 
@@ -111,6 +121,18 @@ class Replica:
                         found.append(int(entry))
             except OSError:
                 continue
+        return found
+
+    def warm_children(self) -> list[int]:
+        """This replica's warm children (spiffctl/lease/warm.py run by the venv's python; not their watchdog)."""
+        found = []
+        for pid in self.processes():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(arg.endswith(b"/warm.py") for arg in argv) and b"spiffctl.lease.watchdog" not in argv:
+                found.append(pid)
         return found
 
     def signal_all(self, sig: int) -> None:
@@ -221,10 +243,10 @@ def holder_of(runs: dict[int, Run]) -> Run | None:
 class Cluster:
     """One private Redis, one stand-in backend, any number of replicas sharing them."""
 
-    def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0) -> None:
+    def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0, warm: bool = False) -> None:
         self.tmp = tmp
         self.ttl = ttl
-        write_backend(tmp / "backend")
+        write_backend(tmp / "backend", warm=warm)
         self.redis = PrivateRedis(requirepass=password).start()
         self.replicas: list[Replica] = []
         self.url = self.redis.url
@@ -284,23 +306,49 @@ class Cluster:
         self.redis.cleanup()
 
 
-REDIS_FAULTS = ("kill", "term", "stop", "stop", "redis-freeze", "redis-restart")
+# A hand on the lease's keys: the key removed or replaced before its expiry, or one of the records
+# the proof relies on deleted (the holder record, the tombstone, the epoch counter).
+KEY_FAULTS = ("key-del", "key-set", "key-pexpire", "key-records")
+REDIS_FAULTS = ("kill", "term", "stop", "stop", "redis-freeze", "redis-restart", *KEY_FAULTS)
+
+
+def touch_keys(url: str, key: str, fault: str, rng: random.Random) -> None:
+    """What an operator's hand (``redis-cli``) does to the lease's keys in :func:`chaos`."""
+    conn = client(url, 1.0)
+    try:
+        if fault == "key-del":
+            conn.delete(key)
+        elif fault == "key-set":
+            conn.set(key, "x", px=50)
+        elif fault == "key-pexpire":
+            conn.pexpire(key, 1)
+        else:
+            conn.delete(f"{key}:{rng.choice(['holder', 'released', 'epoch'])}")
+    finally:
+        conn.close()
+
+
 DB_FAULTS = ("kill", "term", "stop", "stop", "db-restart", "db-terminate")
+WARM_FAULTS = ("kill", "term", "stop", "warm-kill", "warm-stop", "redis-freeze")
 
 
 def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] = REDIS_FAULTS) -> list[str]:
     """Three replicas; for ``seconds``, every 0.5-2 s one random fault, mostly aimed at the holder.
 
     Faults: SIGKILL a replica (restarted at once), SIGTERM it (restarted after it exits), SIGSTOP
-    its renewer for up to 2 TTL; Redis: freeze it for up to 2 TTL, restart it without its data;
-    a database (:class:`DbCluster`): restart it, terminate every lease session from the server.
+    its renewer for up to 2 TTL; Redis: freeze it for up to 2 TTL, restart it without its data,
+    and a hand on the keys (:data:`KEY_FAULTS`);
+    a database (:class:`DbCluster`): restart it, terminate every lease session from the server;
+    warm replicas: SIGKILL a replica's warm children, SIGSTOP them for up to 2 TTL.
     Everything is thawed at the end; returns the faults applied.
     """
     ttl = cluster.ttl
     rng = random.Random(seed)
     cluster.prime()
+    key = cluster.key()
     live = {name: cluster.start(name) for name in ("r1", "r2", "r3")}
     frozen: dict[str, float] = {}
+    frozen_children: dict[int, float] = {}
     redis_frozen_until = 0.0
     end = time.monotonic() + seconds
     applied: list[str] = []
@@ -311,6 +359,11 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
             if now >= until:
                 live[name].signal(signal.SIGCONT)
                 del frozen[name]
+        for pid, until in list(frozen_children.items()):
+            if now >= until:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                del frozen_children[pid]
         if redis_frozen_until and now >= redis_frozen_until:
             cluster.redis.thaw()
             redis_frozen_until = 0.0
@@ -319,7 +372,7 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
         fault = rng.choice(faults)
         if name in frozen and fault in ("kill", "term", "stop"):
             continue
-        if fault.startswith("redis") and redis_frozen_until:
+        if fault.startswith(("redis", "key")) and redis_frozen_until:
             continue
         applied.append(f"{fault}:{name}")
         if fault == "kill":
@@ -332,17 +385,28 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
         elif fault == "stop":
             live[name].signal(signal.SIGSTOP)
             frozen[name] = now + rng.uniform(0.5, 2 * ttl)
+        elif fault.startswith("warm-"):
+            for pid in live[name].warm_children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if fault == "warm-kill" else signal.SIGSTOP)
+                if fault == "warm-stop":
+                    frozen_children[pid] = now + rng.uniform(0.5, 2 * ttl)
         elif fault == "redis-freeze":
             cluster.redis.freeze()
             redis_frozen_until = now + rng.uniform(0.5, 2 * ttl)
         elif fault == "redis-restart":
             cluster.redis.restart()
+        elif fault.startswith("key-"):
+            touch_keys(cluster.url, key, fault, rng)
         elif fault == "db-restart":
             cluster.server.restart()
         else:
             cluster.terminate_sessions()
     for name in frozen:
         live[name].signal(signal.SIGCONT)
+    for pid in frozen_children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     if redis_frozen_until:
         cluster.redis.thaw()
     return applied
@@ -351,11 +415,11 @@ def chaos(cluster: Cluster, seconds: float, seed: int, faults: tuple[str, ...] =
 class DbCluster(Cluster):
     """One private PostgreSQL or MariaDB: the backend's database, and so the lease's (no Redis)."""
 
-    def __init__(self, tmp: Path, kind: str, *, ttl: float = 3.0) -> None:
+    def __init__(self, tmp: Path, kind: str, *, ttl: float = 3.0, warm: bool = False) -> None:
         self.tmp = tmp
         self.ttl = ttl
         self.kind = kind
-        write_backend(tmp / "backend")
+        write_backend(tmp / "backend", warm=warm)
         self.server: PrivatePostgres | PrivateMariaDB = PrivatePostgres() if kind == "postgres" else PrivateMariaDB()
         self.server.start()
         self.replicas = []

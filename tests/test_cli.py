@@ -81,7 +81,15 @@ def test_shell_completion_script_completes_the_roles():
 
 
 def test_unknown_role_from_environment():
-    assert_one_line_error(spiffctl("run", SPIFFCTL_ROLE="web"), 2, "SPIFFCTL_ROLE", "'web'")
+    # A bad variable is configuration (78), not a usage error: the fix is in the manifest.
+    assert_one_line_error(spiffctl("run", SPIFFCTL_ROLE="web"), 78, "SPIFFCTL_ROLE", "'web'")
+
+
+@pytest.mark.parametrize("command", ["run", "doctor", "healthcheck"])
+def test_unknown_role_flag_blames_the_flag_not_the_variable(command):
+    result = spiffctl(command, "--role", "apii")
+    assert_one_line_error(result, 2, "--role", "'apii'")
+    assert "SPIFFCTL_ROLE" not in result.stderr
 
 
 def test_missing_role():
@@ -98,8 +106,11 @@ def test_bad_wait_timeout(value):
     assert_one_line_error(result, 2, "--wait-timeout")
 
 
-def test_bad_wait_timeout_from_environment():
-    assert_one_line_error(spiffctl("run", "--role", "api", SPIFFCTL_WAIT_TIMEOUT="soon"), 2, "SPIFFCTL_WAIT_TIMEOUT")
+@pytest.mark.parametrize("value", ["soon", "-1", "1e12"])
+def test_bad_wait_timeout_from_environment(value):
+    result = spiffctl("run", "--role", "api", SPIFFCTL_WAIT_TIMEOUT=value)
+    assert_one_line_error(result, 78, "SPIFFCTL_WAIT_TIMEOUT", repr(value))
+    assert "--wait-timeout" not in result.stderr
 
 
 def test_configuration_errors_exit_78_one_line_each(tmp_path):

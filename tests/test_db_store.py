@@ -43,8 +43,8 @@ def acquired(result: Grant | Holder) -> Grant:
 def test_first_acquisition_cannot_prove_the_past(db, stores):
     grant = acquired(stores().try_acquire())
     assert grant.epoch > 0
-    # SQLite's lock file remembers: a new, empty one had no holder; a server session never does.
-    assert grant.proven == (db.kind == "sqlite"), grant.why
+    # A server session remembers nothing; a new, empty SQLite lock file may be one a hand deleted.
+    assert not grant.proven, grant.why
 
 
 def test_second_replica_sees_the_holder(db, stores):
@@ -209,6 +209,41 @@ def test_sqlite_lock_file_says_what_happened_last(tmp_path):
         a.close()
 
 
+def sqlite_pair(tmp_path):
+    endpoint = Endpoint(Need.DATABASE, "sqlite", f"sqlite:///{tmp_path / 'db.sqlite3'}", "X")
+    return [DatabaseStore(endpoint, "k", TTL, timeout=1.0, host="h", pid=pid) for pid in (5, 6)]
+
+
+def test_sqlite_lock_file_deleted_by_hand_proves_nothing_and_fences_the_holder(tmp_path):
+    a, b = sqlite_pair(tmp_path)
+    try:
+        acquired(a.try_acquire())
+        assert isinstance(b.try_acquire(), Holder)  # b's descriptor names the file a locked
+        (path,) = tmp_path.glob("db.sqlite3.spiffctl-lease-*.lock")
+        path.unlink()
+        grant = acquired(b.try_acquire())  # b opens the path again: a new file, a new lock
+        assert not grant.proven and "deleted or emptied" in grant.why, grant.why
+        lost = a.renew()
+        assert isinstance(lost, LeaseLost), lost
+    finally:
+        a.close()
+        b.close()
+
+
+def test_sqlite_lock_file_rewritten_by_hand_fences_the_holder_and_proves_nothing(tmp_path):
+    a, b = sqlite_pair(tmp_path)
+    try:
+        first = acquired(a.try_acquire())
+        (path,) = tmp_path.glob("db.sqlite3.spiffctl-lease-*.lock")
+        path.write_text(f'{{"state": "released", "epoch": {first.epoch}}}\n')  # a forged clean release
+        assert isinstance(a.renew(), LeaseLost)  # a fences, and puts its own record back
+        grant = acquired(b.try_acquire())
+        assert not grant.proven and "died holding" in grant.why, grant.why
+    finally:
+        a.close()
+        b.close()
+
+
 def test_refused_connection_is_an_outage():
     with ClosedPort() as port:
         endpoint = Endpoint(Need.DATABASE, "postgres", port.url("postgresql", "/x"), "X")
@@ -245,3 +280,30 @@ def test_release_waits_for_nobody_on_postgres(pg_database):
         assert time.monotonic() - started < 30.0
     finally:
         a.close()
+
+
+def test_a_forged_release_notification_on_postgres_is_not_proof(pg_database):
+    """The holder's session is terminated; a hand then sends ``released E`` on the lease's channel."""
+    import psycopg
+
+    endpoint = Endpoint(Need.DATABASE, "postgres", pg_database, "X")
+    a = DatabaseStore(endpoint, "spiffctl:background:forged", TTL, timeout=2.0, pid=1)
+    b = DatabaseStore(endpoint, "spiffctl:background:forged", TTL, timeout=2.0, pid=2)
+    try:
+        first = acquired(a.try_acquire())
+        assert isinstance(b.try_acquire(), Holder)
+        channel = a._session.channel  # type: ignore[union-attr]
+        with psycopg.connect(pg_database, autocommit=True) as hand:
+            hand.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                ("spiffctl bg epoch%",),
+            )
+            hand.execute("SELECT pg_notify(%s, %s)", (channel, f"released {first.epoch}"))
+        results: list[Grant | Holder] = []
+        assert eventually(lambda: isinstance(results.append(b.try_acquire()) or results[-1], Grant), 10, 0.1)
+        grant = results[-1]
+        assert isinstance(grant, Grant)
+        assert not grant.proven and "never seen holding" in grant.why, grant.why
+    finally:
+        a.close()
+        b.close()

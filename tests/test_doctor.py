@@ -54,11 +54,11 @@ def set_revision(url: str, revision: str | None) -> None:
 
 
 def assert_shape(doc: dict) -> None:
-    assert list(doc) == ["ok", "role", "checks"]
+    assert list(doc) == ["version", "ok", "role", "checks"]
     assert isinstance(doc["ok"], bool)
     assert doc["checks"], doc
     for c in doc["checks"]:
-        assert list(c) == ["name", "status", "detail", "hint", "elapsed_ms"], c
+        assert list(c) == ["id", "name", "status", "detail", "hint", "elapsed_ms", "problems"], c
         assert c["status"] in STATUSES
         assert isinstance(c["detail"], str) and c["detail"] and "\n" not in c["detail"]
         assert isinstance(c["hint"], str) and isinstance(c["elapsed_ms"], int)
@@ -94,6 +94,7 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
         "broker": "ok",
         "result backend": "ok",
         "background lease": "warn",  # no Redis for it: the all-in-one runs its Background unleased
+        "background start": "ok",  # no backend venv here: the script, said in the detail
         "connector proxy": "ok",
     }
     assert r.check("database schema")["detail"] == f"at head ({HEAD})"
@@ -360,12 +361,12 @@ def test_configuration_problems_scheduler_trap_and_default_mysql(backend):
     del env["FLASK_SESSION_SECRET_KEY"]
     r = spiffctl("doctor", "--json", "--timeout", "1", env=env)
     assert_shape(r.doc)
-    statuses = {c["name"]: c["status"] for c in r.doc["checks"]}
-    assert statuses["configuration: FLASK_SESSION_SECRET_KEY"] == "fail"
-    assert statuses["configuration: SPIFFWORKFLOW_BACKEND_DATABASE_TYPE"] == "warn"  # defaulted to mysql
-    trap = r.check("configuration: SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP")
-    assert trap["status"] == "warn" and "api, background" in trap["detail"]
-    assert trap["hint"].startswith("set SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP=false")
+    assert r.check("configuration")["status"] == "fail"
+    assert r.problem("FLASK_SESSION_SECRET_KEY")["status"] == "fail"
+    assert r.problem("SPIFFWORKFLOW_BACKEND_DATABASE_TYPE")["status"] == "warn"  # defaulted to mysql
+    trap = r.problem("SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP")
+    assert trap["status"] == "warn" and "api, background" in trap["message"]
+    assert trap["fix"].startswith("set SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP=false")
     assert r.code == 1
 
 
@@ -375,11 +376,22 @@ def test_unreadable_secret_file_exits_78(backend, tmp_path):
     r = spiffctl("doctor", "--json", env=env)
     assert r.code == 78
     assert_shape(r.doc)
-    row = r.doc["checks"][0]
-    assert row["name"] == "configuration: SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE" and row["status"] == "fail"
+    [row] = r.doc["checks"]
+    assert row["id"] == "configuration" and row["status"] == "fail"
+    assert r.problem("SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE")["status"] == "fail"
     r = spiffctl("doctor", env=env)
     assert r.code == 78 and r.out == ""
     assert r.err.startswith("spiffctl: SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE: cannot read")
+
+
+def test_a_secret_set_twice_is_one_finding_to_the_contract(backend, tmp_path):
+    secret = tmp_path / "uri"
+    secret.write_text("sqlite:////tmp/x.sqlite3\n")
+    env = base_env(backend, SPIFFWORKFLOW_BACKEND_DATABASE_URI_FILE=str(secret))
+    r = spiffctl("doctor", "--json", env=env)
+    assert r.code == 78
+    problem = r.problem("SPIFFWORKFLOW_BACKEND_DATABASE_URI")
+    assert "are both set" in problem["message"] and problem["fix"] == "unset one of them"
 
 
 def test_role_limits_the_checks(backend):
@@ -395,7 +407,7 @@ def test_role_limits_the_checks(backend):
     # A worker without Celery has nothing to do: a configuration failure.
     env["SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"] = "false"
     r = spiffctl("doctor", "--json", "--role", "worker", env=env)
-    assert r.check("configuration: SPIFFWORKFLOW_BACKEND_CELERY_ENABLED")["status"] == "fail"
+    assert r.problem("SPIFFWORKFLOW_BACKEND_CELERY_ENABLED")["status"] == "fail"
     assert r.code == 1
 
 
@@ -520,3 +532,43 @@ def test_lease_redis_unreachable_or_wrong_password(backend, make_server):
     )
     assert r.check("background lease")["status"] == "fail"
     assert PLANTED not in r.out + r.err
+
+
+def test_configuration_keeps_its_id_whatever_it_finds_and_names_a_misread_boolean(backend):
+    # UPGRADE_DB=yes is false for the API script: an empty database would wait for nobody.
+    quiet = spiffctl("doctor", "--json", "--role", "api", "--timeout", "1", env=base_env(backend))
+    upgrade = "SPIFFWORKFLOW_BACKEND_UPGRADE_DB"
+    env = base_env(backend, **{upgrade: "yes"})
+    loud = spiffctl("doctor", "--json", "--role", "api", "--timeout", "1", env=env)
+    assert quiet.check("configuration")["problems"] == [] and quiet.check("configuration")["status"] == "ok"
+    assert loud.check("configuration")["status"] == "fail" and loud.code == 1
+    assert "'yes'" in loud.problem(upgrade)["message"]
+    assert [c["id"] for c in quiet.doc["checks"]] == [c["id"] for c in loud.doc["checks"]]
+    text = spiffctl("doctor", "--role", "api", "--timeout", "1", env=env)
+    assert f"{upgrade} 'yes' is read as false" in text.out and f"fix: set {upgrade}=true" in text.out
+
+
+# --- how the Background starts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "venv", "status", "detail"),
+    [
+        (None, True, "ok", "SPIFFCTL_BACKGROUND_START=warm: a warm child run by"),
+        (None, False, "ok", "is missing or not executable: the scheduler starts through the script"),
+        ("script", True, "ok", "SPIFFCTL_BACKGROUND_START=script: the scheduler starts through the backend's script"),
+        ("hot", True, "fail", "SPIFFCTL_BACKGROUND_START: 'hot' is not one of warm, script"),
+    ],
+)
+def test_background_start_mode_and_why(backend, value, venv, status, detail):
+    if venv:
+        from tests.standins import give_venv
+
+        give_venv(backend, site=True)
+    extra = {"SPIFFCTL_BACKGROUND_START": value} if value else {}
+    r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend, **extra))
+    row = r.check("background start")
+    assert row["status"] == status and detail in row["detail"], row
+    assert r.check("background lease")  # the lease is still checked
+    api = spiffctl("doctor", "--role", "api", "--json", env=lease_env(backend, **extra))
+    assert "background start" not in {c["name"] for c in api.doc["checks"]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from tests.lease_support import (
     overlap,
     read_runs,
     replica_env,
+    touch_keys,
     wait_for,
     write_backend,
 )
@@ -144,6 +146,24 @@ def test_redis_restart_without_persistence(cluster):
     new = max(cluster.runs().values(), key=lambda r: r.start)
     assert new.start - restarted >= TTL  # the new holder could not prove the old one stopped
     assert "Redis lost its data" in a.log() + b.log()
+    cluster.assert_no_overlap()
+
+
+@pytest.mark.parametrize("fault", ["key-del", "key-set", "key-pexpire"])
+def test_a_hand_on_the_lease_key_never_gives_two_scripts(cluster, fault):
+    """DEL, SET key x PX 50, PEXPIRE key 1: the standby waits a TTL, the holder fences at once."""
+    a, _ = cluster.holder_and_standby()
+    [old] = cluster.workers_of("a")
+    touched = time.monotonic()
+    touch_keys(cluster.url, cluster.key(), fault, random.Random(0))
+    assert wait_for(lambda: len(cluster.runs()) == 2, 3 * TTL), cluster.logs()
+    new = max(cluster.runs().values(), key=lambda r: r.start)  # a or b: whoever polled first
+    assert new.start - touched >= TTL  # not proven: it waited one TTL
+    assert "before it was due to expire" in cluster.logs()
+    old = cluster.runs()[old.pid]
+    assert old.stop is not None and old.stop < new.start
+    assert old.stop - touched < TTL / 3 + 1  # fenced at its next renewal, not at its deadline
+    assert "lost the lease" in a.log()
     cluster.assert_no_overlap()
 
 
@@ -318,7 +338,7 @@ def _cli(tmp_path: Path, timeout: float = 15, **env: str) -> subprocess.Complete
         ("SPIFFCTL_LOCK_URL", "http://cache:6379", "neither a Redis nor a database URL"),
         ("SPIFFCTL_LOCK_URL", "redis://:hunter22@cache:notaport/0", "malformed"),
         ("SPIFFCTL_LOCK_URL", "redis://cache:6379/zero", "malformed"),
-        ("SPIFFCTL_LOCK", "maybe", "not on or off"),
+        ("SPIFFCTL_LOCK", "maybe", "not one of on, off"),
         ("SPIFFCTL_LOCK_URL", "postgresql://u:hunter22@db:notaport/x", "malformed"),
         ("SPIFFCTL_LOCK_URL", "sqlite:///:memory:", "in-memory SQLite database cannot hold the lease"),
         ("SPIFFCTL_LOCK_URL", "sqlite://", "in-memory SQLite database cannot hold the lease"),

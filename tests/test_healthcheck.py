@@ -355,6 +355,8 @@ def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, 
         "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp_path),
         "SPIFFWORKFLOW_BACKEND_DATABASE_URI": at_head(f"sqlite:///{tmp_path / 'db.sqlite3'}"),
         "SPIFFWORKFLOW_BACKEND_PORT": str(free_port()),
+        # A new SQLite lease file proves nothing about an earlier holder: the first start waits one TTL.
+        "SPIFFCTL_LOCK_TTL": "3",
     }
     cmd = [sys.executable, "-m", "spiffctl", "run", "--role", "all", "--backend-dir", str(fake_backend)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -229,3 +229,94 @@ def test_an_unforeseen_error_reply_is_not_an_outage(server):
     conn(server).set("k", "someone")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         make(server).try_acquire()
+
+
+# --- a hand on the keys: the proof fails safe, the holder fences ------------------------------
+
+TAMPERS = {
+    "DEL": lambda c: c.delete("k"),
+    "SET k x PX 50": lambda c: c.set("k", "x", px=50),
+    "PEXPIRE k 1": lambda c: c.pexpire("k", 1),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_a_key_removed_by_hand_before_its_expiry_is_not_proof(server, tamper):
+    a, b = make(server, ttl=3.0, pid=1), make(server, ttl=3.0, pid=2)
+    assert isinstance(a.try_acquire(), Grant)
+    TAMPERS[tamper](conn(server))
+    wait_until(lambda: gone(server), timeout=2, what="the tampered key gone")
+    grant = b.try_acquire()
+    assert isinstance(grant, Grant)
+    # Same Redis process, but the key vanished ~3 s before its recorded expiry: a's script may run on.
+    assert not grant.proven and "before it was due to expire" in grant.why, grant.why
+    lost = a.renew()  # and a fences at its next renewal
+    assert isinstance(lost, LeaseLost) and "held by host-a pid 2" in lost.reason
+    assert conn(server).get("k") == b.token
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_a_holder_whose_key_was_touched_by_hand_loses_it(server, tamper):
+    a = make(server, pid=1)
+    assert isinstance(a.try_acquire(), Grant)
+    TAMPERS[tamper](conn(server))
+    wait_until(lambda: conn(server).get("k") != a.token, timeout=2, what="the key no longer ours")
+    lost = a.renew()
+    assert isinstance(lost, LeaseLost)
+    assert ("vanished" in lost.reason) if tamper != "SET k x PX 50" else ("overwritten" in lost.reason)
+
+
+def test_renewal_keeps_the_recorded_expiry_on_redis_clock(server):
+    a = make(server, pid=1)
+    a.try_acquire()
+    c = conn(server)
+
+    def expires_in() -> int:
+        seconds, micros = c.time()
+        return int(c.hget("k:holder", "expires")) - (seconds * 1000 + micros // 1000)
+
+    c.pexpire("k", 1000)
+    a.renew()
+    assert 2500 < expires_in() <= 3000
+    assert abs(int(c.hget("k:holder", "expires")) - (c.time()[0] * 1000 + c.pttl("k"))) < 1000
+    assert a.release()
+    assert expires_in() <= 0  # a clean release ends the recorded lease now
+
+
+def test_a_deleted_holder_record_fences_the_holder_and_proves_nothing(server):
+    a, b = make(server, ttl=0.5, pid=1), make(server, ttl=0.5, pid=2)
+    a.try_acquire()
+    conn(server).delete("k:holder")
+    lost = a.renew()
+    assert isinstance(lost, LeaseLost) and "holder record" in lost.reason
+    wait_until(lambda: gone(server), timeout=2, what="the lease key expired")
+    grant = b.try_acquire()
+    assert isinstance(grant, Grant) and not grant.proven and "no record" in grant.why
+
+
+def test_a_rewritten_holder_record_fences_the_holder(server):
+    a = make(server, pid=1)
+    a.try_acquire()
+    conn(server).hset("k:holder", "token", "someone else")
+    lost = a.renew()
+    assert isinstance(lost, LeaseLost) and "rewritten" in lost.reason
+
+
+def test_a_deleted_tombstone_only_costs_the_proof_of_expiry(server):
+    a, b = make(server, pid=1), make(server, pid=2)
+    a.try_acquire()
+    assert a.release()
+    conn(server).delete("k:released")
+    grant = b.try_acquire()
+    # The release also ended the recorded expiry: still proven, by the same Redis process's clock.
+    assert isinstance(grant, Grant) and grant.proven and "same Redis process" in grant.why
+
+
+def test_a_deleted_epoch_counter_never_lowers_the_epoch(server):
+    a = make(server, pid=1)
+    for _ in range(3):
+        a.try_acquire()
+        a.release()
+    conn(server).delete("k:epoch")
+    grant = make(server, pid=2).try_acquire()
+    assert isinstance(grant, Grant) and grant.epoch == 4 and grant.proven

@@ -42,7 +42,10 @@ def test_the_format_follows_the_backends_own_rule_unless_chosen(env, expected):
 def test_a_bad_format_is_one_line_and_78(tmp_path):
     ran = spiffctl("run", "--role", "api", "--no-wait", env=base_env(tmp_path, **{FORMAT_VAR: "yaml"}))
     assert ran.code == 78
-    assert ran.err.splitlines() == [f"spiffctl: {FORMAT_VAR}='yaml' is not a log format; use auto, json or text"]
+    assert ran.err.splitlines() == [
+        f"spiffctl: {FORMAT_VAR}: 'yaml' is not one of auto, json, text; "
+        f"set {FORMAT_VAR} to auto, json or text (any case)"
+    ]
 
 
 def test_own_line_has_the_five_fields_and_events_never_replace_them():

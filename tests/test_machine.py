@@ -39,13 +39,14 @@ from spiffctl.lease.machine import (
     Say,
     Signal,
     StartChild,
+    StartWarm,
     StoreDown,
     StoreRefused,
     Tick,
     WatchdogGone,
     WriteState,
 )
-from spiffctl.lease.messages import Exited, Failed, Fence, How, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 from spiffctl.lease.timing import Timings, local_deadline
 
 PACKAGE = Path(machine_module.__file__).resolve().parent
@@ -100,9 +101,9 @@ def test_the_machine_imports_nothing_that_does_io():
 class Script:
     """Drives a machine the way the shell does and keeps every action."""
 
-    def __init__(self, ttl: float = 15.0, stop_grace: float = 8.0) -> None:
+    def __init__(self, ttl: float = 15.0, stop_grace: float = 8.0, *, warm: bool = False) -> None:
         self.t = Timings(ttl, stop_grace)
-        self.m = Machine(self.t, NAMES)
+        self.m = Machine(self.t, NAMES, warm=warm)
         self.now = 0.0
         self.actions: list[object] = []
 
@@ -216,17 +217,58 @@ def test_proven_grant_starts_the_child_at_once_under_the_lease_deadline():
     assert WriteState("holder", 7, 42, None, True, 5.0) in out
 
 
+def test_warm_standby_loads_then_takes_over_with_go_before_the_deadline():
+    s = Script(warm=True)
+    assert s(Tick()) == [StartWarm(term_grace=2.5), CheckStore()]  # loading never waits for the store
+    assert s(Checked(None)) == [Acquire()]
+    s(HeldBy("box pid 9"))
+    assert said(s(Started(42), at=0.1), "warm child (pid 42) is loading the app with the backend's python")
+    out = s(Loaded(), at=1.0)
+    assert said(out, "warm standby: the app is loaded (in 1.0 s); the scheduler starts as soon as we hold the lease")
+    assert not of(s.actions, Go)  # loaded, not told to go: not a scheduler
+    out = s(Acquired(7, s.deadline(), True, "epoch 6 was released cleanly"))
+    assert said(out, "acquired the lease, epoch 7 (epoch 6 was released cleanly); starting the scheduler")
+    assert said(out, "starting the scheduler in the warm child (epoch 7, warm since 0.0 s)")
+    assert out[-1] == Go(s.deadline(1.0), 7) and not of(out, StartChild)
+
+
+def test_warm_load_failure_backs_off_and_leaves_the_lease_alone():
+    s = Script(warm=True)
+    s(Tick())
+    s(Checked(None))
+    s(HeldBy("box pid 9"))
+    s(Started(42), at=0.1)
+    out = s(LoadFailed(False, "OperationalError: connection refused"), at=1.0)
+    assert said(out, "the warm child could not load the app: OperationalError: connection refused; trying again in 1 s")
+    assert out[-1] == Acquire()  # the lease's polling goes on as before
+    s(HeldBy("box pid 9"))
+    assert s(Exited(1, How.OWN), at=1.1) == []  # its end was announced: nothing more to say
+    started = []
+    while not started:
+        out = s(Tick(), at=s.m.wakeup())
+        started = of(out, StartWarm)
+        if out[-1] == Acquire():
+            s(HeldBy("box pid 9"))
+    assert s.now == 2.0  # one pause after the failure, never blocking the polls in between
+    assert not of(s.actions, Release) and not of(s.actions, Go)
+
+
 def test_unproven_grant_holds_without_a_child_for_one_ttl_renewing():
     s = Script()
     out = s.holding(proven=False)
     assert not of(out, StartChild) and said(out, "waiting 15.2 s before starting")
     assert s.m.phase is Phase.WAITING
+    # The wait is declared in the state (healthcheck: starting; status: WAITING), with its end and reason.
+    declared = of(out, WriteState)[-1]
+    assert declared.starts_at == pytest.approx(15.15)  # type: ignore[attr-defined]
+    assert declared.waits_for.startswith("the safe first start of start_blocking_apscheduler")  # type: ignore[attr-defined]
+    waiting = WriteState("holder", 7, None, None, True, 5.0, declared.starts_at, declared.waits_for)  # type: ignore[attr-defined]
     assert s(Tick(), at=5.0) == [Renew()]
-    assert s(Renewed(s.deadline(5.0)), at=5.01) == [WriteState("holder", 7, None, None, True, 5.0)]
+    assert s(Renewed(s.deadline(5.0)), at=5.01) == [waiting]
     s(Tick(), at=10.01)
     s(Renewed(s.deadline(10.01)), at=10.02)
     assert s(Tick(), at=15.02) == [Renew()]
-    assert s(Renewed(s.deadline(15.02)), at=15.03) == [WriteState("holder", 7, None, None, True, 5.0)]
+    assert s(Renewed(s.deadline(15.02)), at=15.03) == [waiting]
     assert s(Tick(), at=15.14) == []
     out = s(Tick(), at=15.15)
     assert out == [StartChild(7, local_deadline(15.02, 15.0), 2.5)]
@@ -448,12 +490,13 @@ class Histories(RuleBasedStateMachine):
         stop_grace=st.sampled_from([0.0, 8.0]),
         weather=st.sampled_from([(6, 1), (1, 1), (1, 6)]),
         watchdog_frozen=st.booleans(),
+        warm=st.booleans(),
     )
-    def start(self, ttl: float, stop_grace: float, weather: tuple[int, int], watchdog_frozen: bool) -> None:
+    def start(self, ttl: float, stop_grace: float, weather: tuple[int, int], watchdog_frozen: bool, warm: bool) -> None:
         self.t = Timings(ttl, stop_grace)
         self.fair, self.stormy = weather  # renewals answered vs timing out
         self.watchdog_frozen = watchdog_frozen
-        self.m = Machine(self.t, NAMES)
+        self.m = Machine(self.t, NAMES, warm=warm)
         self.now = 0.0
         self.asked_at = 0.0
         self.pending: object | None = None
@@ -473,6 +516,13 @@ class Histories(RuleBasedStateMachine):
         self.last_code: int | None = None
         self.failed_code: int | None = None
         self.next_pid = 100
+        self.others_until = 0.0  # another replica's script may run until then (its local deadline)
+        self.touched = False  # a hand removed or changed our key or record since our last renewal
+        # A warm child is a scheduler only once armed (told to go): every guarantee about "the
+        # child" is about an armed one; an unarmed one may live in any phase.
+        self.warm_child = False
+        self.armed = False
+        self.loaded = False
         self.step(Tick())
 
     # -- the yardstick ------------------------------------------------------------------------
@@ -481,7 +531,7 @@ class Histories(RuleBasedStateMachine):
         out = self.m.step(event, self.now)  # type: ignore[arg-type]
         for action in out:
             self.check(event, action, out)
-        if not self.done and self.m.pending is None and self.child is not None and not self.belted:
+        if not self.done and self.m.pending is None and self.armed and self.child is not None and not self.belted:
             # Guarantee: past the deadline plus the belt, a child still reported alive is killed by us.
             assert self.now <= self.fence + self.t.belt, "child alive past the deadline + belt, no kill"
         if isinstance(event, Bug) and (self.child is not None or self.watchdog):
@@ -489,7 +539,7 @@ class Histories(RuleBasedStateMachine):
             assert kills and out.index(kills[0]) < len(out) - 1 and isinstance(out[-1], Exit)
             if self.child is not None:
                 assert KillGroup(self.child, wait=True) in out
-        if isinstance(event, Lost) and self.watchdog:
+        if isinstance(event, Lost) and self.watchdog and self.armed:
             assert Stop(self.t.term_grace) in out, "a lost lease stops the child at once"
 
     def check(self, event: object, action: object, out: list[object]) -> None:
@@ -503,17 +553,33 @@ class Histories(RuleBasedStateMachine):
             self.pending, self.asked_at = action, self.now
         if isinstance(action, (CheckStore, Acquire)):
             self.holding, self.last_code = False, None
+        if isinstance(action, StartWarm):
+            assert not self.watchdog and self.child is None, "two children"
+            self.watchdog, self.started, self.warm_child, self.armed, self.loaded = True, False, True, False, False
+            self.stopped, self.belted = False, False
+        if isinstance(action, Go):
+            # The new guarantee: no go unless holding, and before the fence's SIGTERM time.
+            assert self.holding, "go without the lease"
+            assert self.watchdog and self.warm_child and not self.armed, "go to no warm child, or twice"
+            assert action.until == self.granted, "go under another deadline than the lease's"
+            assert self.now < self.granted - self.t.term_grace, "go with the deadline at hand"
+            if self.unproven:
+                assert self.now >= self.acquired_at + self.t.unproven_wait, "go before the unproven wait"
+            self.armed, self.fence, self.belted, self.stopped = True, action.until, False, False
+            self.last_code = None
         if isinstance(action, StartChild):
             assert self.holding, "a standby started a child"
             assert not self.watchdog and self.child is None, "two children"
+            self.warm_child, self.armed = False, True
             assert action.fence == self.granted and action.fence <= self.granted
             assert self.now < self.granted - self.t.term_grace, "started with the deadline at hand"
             if self.unproven:
                 assert self.now >= self.acquired_at + self.t.unproven_wait, "started before the unproven wait"
+            assert self.now >= self.others_until, "started while another holder's script may run"
             self.watchdog, self.started, self.fence, self.belted, self.stopped = True, False, action.fence, False, False
             self.last_code = None
         if isinstance(action, Fence):
-            assert self.watchdog
+            assert self.watchdog and self.armed, "a fence for a child that is not a scheduler"
             assert action.until <= self.granted, "a fence later than the lease"
             assert action.until >= self.fence, "a fence moved earlier: pointless"
             self.fence = action.until
@@ -522,12 +588,14 @@ class Histories(RuleBasedStateMachine):
             self.stopped = True
         if isinstance(action, KillGroup):
             assert self.child is not None and action.pgid == self.child, "killed something else"
-            self.belted = True
+            self.belted = self.belted or self.armed
         if isinstance(action, Release):
-            assert not self.watchdog and self.child is None, "released while the child may run"
+            assert not (self.watchdog and self.armed), "released while the child may run"
         if isinstance(action, Exit):
             self.done = True
-            assert self.child is None or isinstance(event, Bug), "exited with the child alive"
+            assert self.child is None or not self.armed or isinstance(event, Bug), "exited with the child alive"
+            if self.watchdog and not self.armed and not isinstance(event, Bug):
+                assert Stop(0.0) in out, "exited leaving a warm child behind"
             if action.error is None and self.last_code is not None:
                 assert action.code == self.last_code, "exit code is not the child's"
             elif action.error is None:
@@ -543,6 +611,9 @@ class Histories(RuleBasedStateMachine):
     def agrees_with_the_model(self) -> None:
         if not self.done:
             assert self.m.watchdog == self.watchdog and self.m.child == self.child
+            assert self.m.armed == self.armed
+            # A standby (or a holder still waiting) never has a scheduler.
+            assert not self.armed or self.m.phase is Phase.SUPERVISING
 
     # -- the world ----------------------------------------------------------------------------
     #
@@ -579,7 +650,11 @@ class Histories(RuleBasedStateMachine):
         outcome = data.draw(
             st.sampled_from(["held"] * 6 + ["proven"] * 6 + ["unproven"] * 3 + ["down"] * 4 + ["refused"])
         )
+        if outcome == "proven" and self.asked_at < self.others_until:
+            # The store's contract: no proof while the holder a hand stripped of its key may run.
+            outcome = "unproven"
         if outcome in ("proven", "unproven"):
+            self.touched = False
             self.granted = local_deadline(self.asked_at, self.t.ttl)
             self.holding, self.unproven, self.lost = True, outcome == "unproven", False
             self.acquired_at = self.asked_at + latency
@@ -595,6 +670,8 @@ class Histories(RuleBasedStateMachine):
     @rule(data=st.data(), latency=st.floats(0, 0.2))
     def store_answers_renew(self, data: st.DataObject, latency: float) -> None:
         outcome = data.draw(st.sampled_from(["renewed"] * self.fair + ["down"] * self.stormy + ["lost", "refused"]))
+        if self.touched and outcome == "renewed":
+            outcome = "lost"  # the key is gone or someone else's, or our record is: never renewed
         if outcome == "renewed":
             self.granted = local_deadline(self.asked_at, self.t.ttl)
             self.answer(Renewed(self.granted), latency)
@@ -606,6 +683,25 @@ class Histories(RuleBasedStateMachine):
         else:
             self.answer(StoreRefused("NOPERM"), latency)
 
+    @precondition(lambda self: self.idle())
+    @rule(
+        hand=st.sampled_from([None] * 6 + ["DEL", "SET x PX 50", "PEXPIRE 1", "DEL holder", "DEL released"]),
+        age=st.floats(0.0, 1.0),
+    )
+    def a_hand_on_the_key(self, hand: str | None, age: float) -> None:
+        """An operator touches the lease's keys: ours if we hold it, else another holder's.
+
+        Another holder last renewed ``age`` TTLs ago; its script may run until its local deadline,
+        and the store proves nothing until then: its next acquisitions answer "not proven".
+        """
+        if hand is None:
+            return
+        if self.holding and not self.lost:
+            self.touched = True
+        else:
+            renewed_at = self.now - age * self.t.ttl
+            self.others_until = max(self.others_until, local_deadline(renewed_at, self.t.ttl))
+
     @precondition(lambda self: self.answering(Release))
     @rule(outcome=st.sampled_from([(True, None), (False, None), (False, "timed out")]))
     def store_answers_release(self, outcome: tuple[bool, str | None]) -> None:
@@ -615,33 +711,60 @@ class Histories(RuleBasedStateMachine):
     @rule(gone=st.sampled_from([True, True, True, False]))
     def group_killed(self, gone: bool) -> None:
         if gone:
-            self.child = None
+            self.child, self.armed = None, False
         self.answer(GroupKilled(gone), 0.05 if gone else 2.0)
+
+    def gone(self, code: int | None = None) -> None:
+        """The child's whole group is gone; an unarmed warm child's end has no code to pass on."""
+        if self.armed and code is not None:
+            self.last_code = code
+        self.watchdog, self.child, self.armed, self.warm_child = False, None, False, False
 
     @precondition(lambda self: self.idle() and self.watchdog and not self.started)
     @rule(outcome=st.sampled_from(["started"] * 8 + ["too late", "126", "127"]))
     def watchdog_starts(self, outcome: str) -> None:
-        if outcome == "started":
+        if self.warm_child and outcome == "too late":
+            outcome = "started"  # an unfenced warm watchdog always starts its child
+        if self.warm_child and outcome in ("126", "127"):
+            self.gone()
+            self.step(Failed(int(outcome), "No such file or directory"))
+        elif outcome == "started":
             self.started, self.child = True, self.next_pid
             self.next_pid += 1
             self.step(Started(self.child))
         elif outcome == "too late":
-            self.watchdog, self.last_code = False, 0
+            self.gone(0)
             self.step(Exited(0, How.FENCED))
         else:
-            self.watchdog, self.failed_code = False, int(outcome)
+            self.gone()
+            self.failed_code = int(outcome)
             self.step(Failed(int(outcome), "No such file or directory"))
+
+    @precondition(lambda self: self.idle() and self.warm_child and self.started and not self.loaded)
+    @rule(outcome=st.sampled_from(["loaded"] * 6 + ["failed", "unusable"]))
+    def warm_child_loads(self, outcome: str) -> None:
+        self.loaded = True
+        if outcome == "loaded":
+            self.step(Loaded())
+            return
+        self.step(LoadFailed(outcome == "unusable", "OperationalError: connection refused"))
+        self.child_exits_by_itself(1 if outcome == "failed" else 3, True)
 
     @precondition(lambda self: self.idle() and self.child is not None)
     @rule(code=st.integers(0, 255), now=st.sampled_from([False] * 4 + [True]))
     def child_exits_by_itself(self, code: int, now: bool) -> None:
-        if now:
-            self.watchdog, self.child, self.last_code = False, None, code
+        if self.idle() and self.child is not None and now:
+            warm_restart = self.warm_child and self.armed and self.signals == 0 and not self.lost
+            self.gone(code)
+            if warm_restart:
+                self.last_code = None  # a warm scheduler that ended is restarted, not passed on
             self.step(Exited(code, How.OWN))
 
     @precondition(
         lambda self: (
-            self.idle() and self.child is not None and (self.stopped or self.now >= self.fence - self.t.term_grace)
+            self.idle()
+            and self.child is not None
+            and (self.stopped or (self.armed and self.now >= self.fence - self.t.term_grace))
         )
     )
     @rule(punctual=st.booleans())
@@ -650,24 +773,27 @@ class Histories(RuleBasedStateMachine):
         if self.watchdog_frozen:
             return
         code = 137 if not punctual or self.now >= self.fence else 143
-        self.watchdog, self.child, self.last_code = False, None, code
+        self.gone(code)
         self.step(Exited(code, How.STOPPED if self.stopped else How.FENCED))
 
     @precondition(lambda self: self.idle() and self.belted and self.child is not None)
     @rule()
     def belt_kill_lands(self) -> None:
         self.watchdog_frozen = False  # thawed: it reaps the killed script and reports
-        self.watchdog, self.child, self.last_code = False, None, 137
+        self.gone(137)
         self.step(Exited(137, How.FENCED))
 
     @precondition(lambda self: self.idle() and self.watchdog)
     @rule(dies=st.sampled_from([False] * 9 + [True]))
     def watchdog_dies(self, dies: bool) -> None:
         if dies:
+            armed, child = self.armed, self.child
             self.watchdog = False
-            if self.child is not None:
+            if child is not None and armed:
                 self.last_code = 137
             self.step(WatchdogGone())
+            if not armed:
+                self.gone()  # the machine killed the unarmed child without waiting for it
 
     @precondition(lambda self: self.idle())
     @rule(signum=st.sampled_from([None] * 6 + [SIGTERM, SIGINT]))

@@ -99,15 +99,20 @@ def test_exit_code_and_signals_pass_through(fake_backend, standin_record, pg_uri
     assert finish(proc)[0] in (-signal.SIGINT, 128 + signal.SIGINT)
 
 
-def test_worker_waits_for_database_and_broker(fake_backend, standin_record, pg_uri, shared_redis):
-    env = backend_env(
-        standin_record,
-        pg_uri,
+def worker_env(record: Path, database_uri: str, broker: str, **extra: str) -> dict[str, str]:
+    """A worker stand-in that exits 0.2 s after it started, Celery on ``broker``."""
+    return backend_env(
+        record,
+        database_uri,
         STANDIN_EXIT_AFTER="0.2",
         SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=shared_redis,
+        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=broker,
+        **extra,
     )
-    code, _, err = finish(run(fake_backend, "worker", env))
+
+
+def test_worker_waits_for_database_and_broker(fake_backend, standin_record, pg_uri, shared_redis):
+    code, _, err = finish(run(fake_backend, "worker", worker_env(standin_record, pg_uri, shared_redis)))
     assert code == 0, err
     [start] = find_records(standin_record, role="worker", event="start")
     assert start["argv"][0].endswith("bin/start_celery_worker")
@@ -259,31 +264,19 @@ def test_background_lease_settings_are_checked_before_waiting(fake_backend, stan
     assert code == 78 and "SPIFFCTL_LOCK_TTL" in err
 
 
-def test_unusable_run_dir_is_a_named_warning_and_the_role_still_starts(fake_backend, standin_record):
+@pytest.mark.parametrize("role", ["api", "all"])
+def test_unusable_run_dir_stops_every_role_with_78(fake_backend, standin_record, role):
     env = backend_env(
         standin_record, f"sqlite:///{standin_record.parent / 'db.sqlite3'}", SPIFFCTL_RUN_DIR="/etc/hostname"
     )
     env.update(standin_env(standin_record, exit_after=0))
-    code, _, err = finish(run(fake_backend, "api", env, "--no-wait"))
-    assert code == 0, err  # the stand-in's own exit: the role ran
-    assert [line for line in err.splitlines() if line.startswith("spiffctl:")] == [
-        "spiffctl: warning: SPIFFCTL_RUN_DIR: cannot use /etc/hostname as spiffctl's run folder (a file, not a "
-        "folder); point SPIFFCTL_RUN_DIR at a writable folder (it is created 0700), or unset it; starting anyway, "
-        "but `spiffctl healthcheck` cannot see this role"
-    ]
-    assert find_records(standin_record, role="api", event="start")
-
-
-def test_unusable_run_dir_stops_the_all_in_one_with_78(fake_backend, standin_record):
-    env = backend_env(
-        standin_record, f"sqlite:///{standin_record.parent / 'db.sqlite3'}", SPIFFCTL_RUN_DIR="/etc/hostname"
-    )
-    code, out, err = finish(run(fake_backend, "all", env, "--no-wait"))
+    code, out, err = finish(run(fake_backend, role, env, "--no-wait"))
     assert (code, out) == (78, "")
     assert err.splitlines() == [
-        "spiffctl: SPIFFCTL_RUN_DIR: cannot use /etc/hostname as spiffctl's run folder (a file, not a folder); "
-        "point SPIFFCTL_RUN_DIR at a writable folder (it is created 0700), or unset it"
+        "spiffctl: SPIFFCTL_RUN_DIR: '/etc/hostname' is not a folder; point SPIFFCTL_RUN_DIR at a folder of your "
+        "own that only you can write (created 0700 when missing), or unset it"
     ]
+    assert not find_records(standin_record, role="api", event="start")
 
 
 @pytest.mark.parametrize("mode", ["accept", "drop"])
@@ -298,3 +291,24 @@ def test_a_silent_database_is_given_up_on_at_the_timeout_with_69(fake_backend, s
     assert line.startswith(f"spiffctl: database (postgres at 127.0.0.1:{hole.port}/spiff) not ready after ")
     assert "no answer within" in line and PASSWORD not in line
     assert not find_records(standin_record)
+
+
+@pytest.mark.parametrize(
+    ("celery_in_venv", "operator", "expected"),
+    [(True, None, "true"), (True, "false", "false"), (False, None, None)],
+)
+def test_worker_direct_exec_when_the_venv_has_celery(
+    fake_backend, standin_record, pg_uri, shared_redis, celery_in_venv, operator, expected
+):
+    """``<root>/.venv/bin/celery`` present and the variable unset: the script execs it directly."""
+    name = "SPIFFWORKFLOW_BACKEND_CELERY_WORKER_DIRECT_EXEC"
+    if celery_in_venv:
+        (fake_backend / ".venv" / "bin").mkdir(parents=True)
+        (fake_backend / ".venv" / "bin" / "celery").write_text("#!/bin/sh\n")
+    extra = {name: operator} if operator is not None else {}
+    code, _, err = finish(run(fake_backend, "worker", worker_env(standin_record, pg_uri, shared_redis, **extra)))
+    assert code == 0, err
+    [start] = find_records(standin_record, role="worker", event="start")
+    assert start["env"].get(name) == expected
+    said = f"{name} is unset and .venv/bin/celery exists: set to true for the worker role"
+    assert (said in err) == (expected == "true" and operator is None), err

@@ -45,10 +45,9 @@ from supervisor.medusa import asyncore_25
 from supervisor.states import ProcessStates, SupervisorStates
 
 from spiffctl import log
+from spiffctl.allinone import dropwriter, orphans
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
-from spiffctl.errors import ConfigProblems
-from spiffctl.redact import Redactor, env_secrets
-from spiffctl.secrets import resolve_file_secrets
+from spiffctl.redact import Redactor
 
 # The failing role is already gone; the healthy ones get this much time at most, so that the
 # whole run ends within 5 s of the failure.
@@ -71,6 +70,11 @@ class Outcome:
 OUTCOME = Outcome()
 # A SIGTERM/SIGINT that arrived before supervisord installed its own handlers (set by pid1).
 EARLY_SIGNAL: list[int] = []
+# The watcher that stops the roles if supervisord dies without stopping them (one per run, kept
+# across reloads); pid1 tells it "done" after supervisord returns.
+ORPHANS: orphans.Guard | None = None
+# The secrets `run --role all` resolved, handed over by pid1 (spiffctl.allinone.handoff).
+HANDED_SECRETS: set[str] = set()
 
 
 def say(message: str) -> None:
@@ -82,14 +86,13 @@ def say(message: str) -> None:
 def output_redactor(env: Mapping[str, str]) -> Redactor:
     """What the roles must never print: the secrets of the environment they all inherit from us.
 
-    URL passwords, secret-named variables and ``*_FILE`` contents (each role reads those files
-    itself; ``run --role all`` already checked they are readable).
+    URL passwords (those of URLs read from ``*_FILE`` included), secret-named variables and
+    ``*_FILE`` contents: those ``run --role all`` resolved (handed over in memory), and those of
+    the files as they are now, since each role reads them again at every start.
     """
-    try:
-        _, file_secrets = resolve_file_secrets(env)
-    except ConfigProblems:
-        file_secrets = set()
-    return Redactor(env_secrets(env) | file_secrets)
+    redactor = Redactor.for_env(env)
+    redactor.add(HANDED_SECRETS)
+    return redactor
 
 
 def exit_code_of(status: int | None, fallback: int | None) -> tuple[int, str]:
@@ -181,8 +184,29 @@ class Watcher:
         events.subscribe(events.ProcessStateEvent, self.on_state)
         events.subscribe(events.SupervisorRunningEvent, self.on_running)
         events.subscribe(events.SupervisorStoppingEvent, self.on_stopping)
+        events.subscribe(events.Tick5Event, lambda event: dropwriter.pump())
+        self._guard_orphans()
         self._wrap_waitpid()
         install_wakeup()
+
+    def _guard_orphans(self) -> None:
+        """Every program's process group goes to the watcher as it is forked (see orphans)."""
+        global ORPHANS
+        if ORPHANS is None:
+            ORPHANS = orphans.Guard(self.stop_grace)
+        original: Callable[[], int] | None = getattr(self.options, "fork", None)
+        if original is None or getattr(original, "spiffctl", False):
+            return  # another supervisor version, or a reload that kept the wrapped options
+        guard = ORPHANS
+
+        def fork() -> int:
+            pid = original()
+            if pid > 0:
+                guard.adopt(pid)
+            return pid
+
+        fork.spiffctl = True  # type: ignore[attr-defined]
+        self.options.fork = fork
 
     def _wrap_waitpid(self) -> None:
         """Keep the raw wait status: supervisord reduces a signal death to -1 and forgets the signal."""
@@ -193,6 +217,8 @@ class Watcher:
         def waitpid() -> tuple[int, int]:
             pid, status = original()
             if pid:
+                if ORPHANS is not None:
+                    ORPHANS.drop(pid)
                 self.statuses[pid] = status
                 if len(self.statuses) > 256:  # orphans reaped as PID 1 are never looked up
                     self.statuses.pop(next(iter(self.statuses)))

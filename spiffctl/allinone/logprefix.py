@@ -14,9 +14,9 @@ incomplete tail of each stream is kept until its newline (or the role's exit) ar
 
 from __future__ import annotations
 
-import os
-
-from spiffctl.redact import Redactor
+from spiffctl.allinone import dropwriter
+from spiffctl.redact import Redactor, redact_urls_in_bytes
+from spiffctl.scrub import StreamScrubber
 
 # A role that never writes a newline must not grow our memory without bound.
 MAX_PARTIAL = 64 * 1024
@@ -24,37 +24,24 @@ SEPARATOR = b" | "
 
 
 def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except InterruptedError:
-            continue
-        except BlockingIOError:
-            # stdout may be non-blocking if the container runtime made it so: wait for it.
-            import select
-
-            select.select([], [fd], [], 1.0)
-            continue
-        except OSError:
-            return  # stdout closed (reader gone): losing log lines beats stopping supervision
-        view = view[written:]
+    # Never blocks: a stdout nobody reads must not stall supervision (see dropwriter).
+    dropwriter.write(fd, data)
 
 
 class LinePrefixer:
     """Splits chunks into lines and writes each line, scrubbed of secrets, with its role's prefix
     to fd 1 or 2.
 
-    Lines are scrubbed whole, before the prefix: a secret is never split by a chunk boundary,
-    because only complete lines are written. A line longer than :data:`MAX_PARTIAL` is written in
-    pieces, and the last ``longest secret - 1`` bytes of each piece are held back, so a secret
-    that straddles the cut is still in one piece when it is scrubbed.
+    Each stream is scrubbed as a stream (:class:`spiffctl.scrub.StreamScrubber`) before it is cut
+    into lines: a secret split by a chunk boundary, or sitting across the cut of a line longer
+    than :data:`MAX_PARTIAL`, is still seen whole. URLs are then redacted structurally per line.
     """
 
     def __init__(self, fds: dict[str, int] | None = None, scrub: Redactor | None = None) -> None:
         self.fds = fds if fds is not None else {"stdout": 1, "stderr": 2}
         self.scrub = scrub
         self.partial: dict[tuple[str, str], bytes] = {}
+        self.streams: dict[tuple[str, str], StreamScrubber] = {}
 
     def feed(self, role: str, channel: str, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -62,17 +49,16 @@ class LinePrefixer:
         if not data:
             return
         key = (role, channel)
+        if self.scrub is not None:
+            data = self.streams.setdefault(key, self.scrub.stream()).feed(data)
         buffered = self.partial.pop(key, b"") + data
         complete, newline, tail = buffered.rpartition(b"\n")
         if not newline:
             complete, tail = b"", buffered
         text = self._clean(complete) if newline else b""
         if len(tail) > MAX_PARTIAL:
-            tail = self._clean(tail)
-            keep = max(self.scrub.longest - 1, 0) if self.scrub else 0
-            cut = len(tail) - keep
-            text = (text + b"\n" if newline else b"") + tail[:cut]
-            newline, tail = b"\n", tail[cut:]
+            text = (text + b"\n" if newline else b"") + self._clean(tail)
+            newline, tail = b"\n", b""
         if tail:
             self.partial[key] = tail
         if newline:
@@ -81,7 +67,8 @@ class LinePrefixer:
     def flush(self, role: str) -> None:
         """The role ended: write what is left of its lines (no newline came)."""
         for channel in ("stdout", "stderr"):
-            tail = self.partial.pop((role, channel), b"")
+            stream = self.streams.pop((role, channel), None)
+            tail = self.partial.pop((role, channel), b"") + (stream.flush() if stream else b"")
             if tail:
                 self.write(role, channel, self._clean(tail))
 
@@ -91,4 +78,5 @@ class LinePrefixer:
         write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
 
     def _clean(self, data: bytes) -> bytes:
-        return self.scrub.scrub_bytes(data) if self.scrub else data
+        # Values were masked on the stream; what is left is the structural pass over URLs.
+        return redact_urls_in_bytes(data) if self.scrub else data

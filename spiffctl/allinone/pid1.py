@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import time
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from spiffctl import log, prctl, procfs
-from spiffctl.allinone import listener
-from spiffctl.errors import SOFTWARE
+from spiffctl import log, prctl, privdir, procfs
+from spiffctl.allinone import dropwriter, handoff, listener
+from spiffctl.errors import CONFIG, SOFTWARE
 
 LEFTOVER_WAIT = 1.0
 
@@ -44,6 +47,19 @@ def become_subreaper() -> None:
     if os.getpid() == 1:
         return
     prctl.become_subreaper()
+
+
+def stop_with_parent() -> None:
+    """Outside a container: a clean stop (SIGTERM) when whoever started the all-in-one dies.
+
+    As PID 1 (or a child of init) there is no parent to lose. A parent already gone by the time
+    the signal is armed would never send it: stop now instead."""
+    parent = os.getppid()
+    if os.getpid() == 1 or parent <= 1:
+        return
+    prctl.die_with_parent(signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def reap() -> None:
@@ -75,30 +91,67 @@ def kill_leftovers() -> None:
         listener.say(f"killed {killed} leftover process{'es' if killed != 1 else ''} the roles left behind")
 
 
+def untrusted(conf: Path) -> str | None:
+    """Why supervisord must not read ``conf``: it runs the commands in it, often as root."""
+    why = privdir.refusal(conf.parent)
+    if why:
+        return f"its folder {why}"
+    st = os.lstat(conf)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return "is not a regular file of ours that only we can write"
+    return None
+
+
+def write_pidfile(options: Any) -> None:
+    """supervisord's own ``write_pidfile`` opens the path with ``open(..., "w")``, through any link."""
+    try:
+        privdir.write_bytes(Path(options.pidfile), b"%d\n" % os.getpid())
+    except OSError:
+        options.logger.critical(f"could not write pidfile {options.pidfile}")
+    else:
+        options.unlink_pidfile = True
+
+
+def finish(code: int) -> int:
+    if listener.ORPHANS is not None:
+        listener.ORPHANS.done()
+    kill_leftovers()
+    dropwriter.finish()
+    return code
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m spiffctl.allinone.pid1 CONF (run by `spiffctl run --role all`)", file=sys.stderr)
         return 2
+    try:
+        why = untrusted(Path(argv[1]))
+    except OSError as e:
+        why = f"cannot be checked ({e.strerror})"
+    if why:
+        listener.say(f"{argv[1]} {why}; refusing to start supervisord with it")
+        return CONFIG
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early)
+    stop_with_parent()
     become_subreaper()
     log.set_role("all")
+    listener.HANDED_SECRETS |= handoff.take(os.environ)
     # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
     # through each program's umask= line.
     os.umask(0o077)
-    from supervisor import supervisord
+    from supervisor import options, supervisord
 
+    options.ServerOptions.write_pidfile = write_pidfile
     try:
         supervisord.main(args=["-c", argv[1]])
     except SystemExit as e:
         # supervisord's own usage errors (it already printed the reason).
         if e.code not in (0, None):
             listener.say(f"supervisord refused {argv[1]} (exit {e.code})")
-            kill_leftovers()
-            return SOFTWARE
+            return finish(SOFTWARE)
     signal.setitimer(signal.ITIMER_REAL, 0)  # the listener's stop tick
-    kill_leftovers()
-    return listener.OUTCOME.code
+    return finish(listener.OUTCOME.code)
 
 
 if __name__ == "__main__":

@@ -22,36 +22,36 @@ dependency check passes at once (they were all checked above). Roles the role ta
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
-import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import NoReturn
 
-from spiffctl import numbers, state
+from spiffctl import state, variables
+from spiffctl.allinone import handoff
 from spiffctl.allinone.gate import START_AFTER
 from spiffctl.errors import ConfigError, ConfigProblems
 from spiffctl.launch import script_path
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lock_config
+from spiffctl.lease.start import start_mode
 from spiffctl.redact import quote
-from spiffctl.roles import STOP_GRACE as DEFAULT_STOP_GRACE
 from spiffctl.roles import Role, roles_for
 from spiffctl.settings import Endpoint, Settings, role_problems
 from spiffctl.state import SOCKET_NAME
 from spiffctl.wait import Say, wait_for
 
-RESTARTS = "SPIFFCTL_RESTARTS"
-STOP_GRACE = "SPIFFCTL_STOP_GRACE"
+RESTARTS = variables.RESTARTS
+STOP_GRACE = variables.STOP_GRACE
 PROMETHEUS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-MAX_RESTARTS = 1000
-MAX_STOP_GRACE = 3600
 
 CONF_NAME = "supervisord.conf"
+LOCK_NAME = "allinone.lock"
 TEMPLATE = "supervisord.conf.tmpl"
 # AF_UNIX paths are limited to 108 bytes on Linux (including the NUL).
 MAX_SOCKET_PATH = 107
@@ -98,7 +98,7 @@ def run_all(settings: Settings, *, wait_timeout: float, wait: bool, say: Say) ->
         f"starting {names} under supervisord (restarts {plan.restarts}, stop grace {plan.stop_grace} s); "
         "`spiffctl status` lists them"
     )
-    exec_pid1(plan)
+    exec_pid1(plan, settings.redactor.secrets)
 
 
 def check_config(settings: Settings, roles: list[Role], *, say: Say) -> None:
@@ -128,20 +128,14 @@ def needed_endpoints(settings: Settings, roles: list[Role]) -> list[Endpoint]:
 def make_plan(
     settings: Settings, roles: list[Role], environ: Mapping[str, str], *, say: Say, wait: bool = True
 ) -> Plan:
-    restarts = int(
-        numbers.parse(
-            environ.get(RESTARTS), name=RESTARTS, low=0, high=MAX_RESTARTS, default=0, unit="restarts", whole=True
-        )
-    )
-    grace = int(
-        numbers.parse(
-            environ.get(STOP_GRACE), name=STOP_GRACE, low=1, high=MAX_STOP_GRACE, default=DEFAULT_STOP_GRACE, whole=True
-        )
-    )
+    restarts = int(variables.number(RESTARTS, environ.get(RESTARTS)))
+    grace = int(variables.number(STOP_GRACE, environ.get(STOP_GRACE)))
     run_dir = state.run_dir(environ)
     if len(str(run_dir / SOCKET_NAME).encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{state.RUN_DIR_VAR}: {run_dir} is too long for a unix socket path; use a shorter folder")
     lock_off = background_without_lease(settings, roles, say=say)
+    if any(r.singleton for r in roles):
+        start_mode(settings.env, settings.backend_dir)  # a bad SPIFFCTL_BACKGROUND_START: 78 before any role starts
     prometheus = settings.env.get(PROMETHEUS_DIR) or ""
     programs = []
     for role in roles:
@@ -250,9 +244,9 @@ def render(plan: Plan, template: str | None = None) -> str:
 
 
 def write_config(plan: Plan) -> None:
-    (plan.run_dir / "roles").mkdir(mode=0o700, exist_ok=True)
+    for folder in (plan.run_dir / "roles", *(Path(p.env[state.RUN_DIR_VAR]) for p in plan.programs)):
+        state.run_dir({state.RUN_DIR_VAR: str(folder)})
     for program in plan.programs:
-        Path(program.env[state.RUN_DIR_VAR]).mkdir(mode=0o700, exist_ok=True)
         if PROMETHEUS_DIR in program.env:
             try:
                 Path(program.env[PROMETHEUS_DIR]).mkdir(parents=True, exist_ok=True)
@@ -265,23 +259,30 @@ def write_config(plan: Plan) -> None:
 
 
 def refuse_second_instance(plan: Plan) -> None:
-    """Two supervisors on one run dir would share the socket; a stale socket is fine (supervisord removes it)."""
-    if not plan.socket.exists():
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(1.0)
-        try:
-            s.connect(str(plan.socket))
-        except OSError:
-            return
-    raise ConfigError(
-        f"{state.RUN_DIR_VAR}: an all-in-one spiffctl already runs with {plan.run_dir} (see `spiffctl status`); "
-        "stop it or use another folder"
-    )
+    """One all-in-one per run folder: it holds ``LOCK_NAME`` until its process (exec'd into pid1) ends.
+
+    A lock, not a look at the socket: two started at the same moment both find no socket yet, and
+    the second supervisord would fail with its own text. The descriptor is inherited across the
+    exec on purpose; supervisord closes it in every program it starts."""
+    path = plan.run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise ConfigError(f"{state.RUN_DIR_VAR}: cannot open {path} ({e.strerror}); remove it") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.set_inheritable(fd, True)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(
+            f"{state.RUN_DIR_VAR}: an all-in-one spiffctl already runs with {plan.run_dir} (see `spiffctl status`); "
+            "stop it or use another folder"
+        ) from None
 
 
-def exec_pid1(plan: Plan) -> NoReturn:
+def exec_pid1(plan: Plan, secrets: Iterable[str] = ()) -> NoReturn:
     python = python_executable()
+    handoff.give(secrets, os.environ)  # the log prefixer scrubs what this process resolved
     sys.stdout.flush()
     sys.stderr.flush()
     # os.environ, not settings.env: each role re-reads *_FILE secrets itself, exactly as alone.

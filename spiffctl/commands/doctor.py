@@ -14,8 +14,10 @@ from pathlib import Path
 from spiffctl import bounded, procfs
 from spiffctl.doctor import engine as doctor
 from spiffctl.doctor.checks import CHECKS
+from spiffctl.doctor.checks.config import NAME as CONFIGURATION
 from spiffctl.errors import CHECK_FAILED, CONFIG, OK, ConfigProblems
-from spiffctl.redact import Redactor, env_secrets
+from spiffctl.problem import Problem
+from spiffctl.redact import Redactor
 from spiffctl.roles import get_role, roles_for
 from spiffctl.settings import load
 
@@ -52,14 +54,14 @@ def run(role_name: str, *, backend_dir: Path | None, as_json: bool, timeout: flo
 
 def _print_unreadable(role_name: str, e: ConfigProblems) -> None:
     """--json promises one document on stdout, even when the configuration cannot be read."""
-    scrub = Redactor(env_secrets(os.environ))
-    report = doctor.Report(role_name)
-    seen: dict[str, int] = {}
-    for problem in e.problems:
+    scrub = Redactor.for_env(os.environ)
+    found = []
+    for line in e.problems:
         # secrets.py writes "<variable>...: <what>; <fix>" and never includes a file's content.
-        variable = problem.split(":", 1)[0].split(" ", 1)[0]
-        seen[variable] = seen.get(variable, 0) + 1
-        name = f"configuration: {variable}" + (f" #{seen[variable]}" if seen[variable] > 1 else "")
-        detail, _, fix = problem.partition("; ")
-        report.results.append(doctor.fail(name, scrub(detail), scrub(fix or "fix the *_FILE variable")))
+        where, colon, rest = line.partition(": ")
+        if not colon:  # "NAME and NAME_FILE are both set; unset one of them"
+            where, rest = line.split(" ", 1)[0], line
+        message, _, fix = rest.partition("; ")
+        found.append(Problem(where.split(" ", 1)[0], scrub(message), scrub(fix or "fix the *_FILE variable")))
+    report = doctor.Report(role_name, [doctor.findings(CONFIGURATION, found)])
     doctor.write(doctor.to_json(report) + "\n")

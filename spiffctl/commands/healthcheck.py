@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from spiffctl import bounded, procfs, state
 from spiffctl.errors import CHECK_FAILED, OK, SpiffctlError
-from spiffctl.health import Verdict, every_role, one_role
+from spiffctl.health import State, every_role, judge, own_state
 from spiffctl.redact import quote
 from spiffctl.roles import ALL, ROLE_CHOICES, ROLES
 from spiffctl.settings import load
@@ -22,6 +22,8 @@ BOUND = 1.8
 
 
 def run(role_name: str | None) -> int:
+    # An unsafe run folder is a configuration error (78) here as for every command, not "unhealthy".
+    state.run_dir(create=False)
     role = role_name or state.remembered_role()
     if not role:
         raise SpiffctlError(
@@ -38,26 +40,27 @@ def run(role_name: str | None) -> int:
     limit = max(0.2, BOUND - (time.monotonic() - procfs.exec_time()))
     # The checks get the deadline too: the worker's ping shortens its wait to answer in time.
     deadline = time.monotonic() + limit
+    # Inside an all-in-one each role keeps its own state: `--role worker` reads the worker's.
     check = (
         (lambda: every_role(env, deadline))
         if role == ALL
-        else (lambda: one_role(ROLES[role], env, load(env), deadline))
+        else (lambda: judge(ROLES[role], own_state(env, role), load(env), deadline))
     )
-    healthy, line = within(check, limit, role)
-    print(f"{'healthy' if healthy else 'unhealthy'}: {role}: {line}", flush=True)
-    return OK if healthy else CHECK_FAILED
+    verdict, line = within(check, limit, role)
+    print(f"{verdict}: {role}: {line}", flush=True)
+    return OK if verdict == "healthy" else CHECK_FAILED
 
 
-def within(fn: Callable[[], Verdict], limit: float, role: str) -> Verdict:
+def within(fn: Callable[[], tuple[State, str]], limit: float, role: str) -> tuple[State, str]:
     """Run ``fn`` in a daemon thread; a stuck driver makes the answer "unhealthy", never a hang."""
 
-    def task() -> Verdict:
+    def task() -> tuple[State, str]:
         try:
             return fn()
         except SpiffctlError as e:
-            return False, e.message.splitlines()[0]
+            return "unhealthy", e.message.splitlines()[0]
         except Exception as e:
-            return False, f"internal error: {type(e).__name__}"
+            return "unhealthy", f"internal error: {type(e).__name__}"
 
     [verdict], _ = bounded.race([task], time.monotonic() + limit, name="healthcheck")
     if verdict is not None:

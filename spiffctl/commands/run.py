@@ -20,20 +20,12 @@ from typing import NoReturn
 
 from spiffctl import log, migrate, schema, state
 from spiffctl.allinone import gate
-from spiffctl.errors import ConfigError
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
 from spiffctl.log.choice import check as check_log_format
 from spiffctl.roles import get_role
 from spiffctl.settings import load
+from spiffctl.stopping import closing_line
 from spiffctl.wait import wait_for
-
-
-def check_run_dir() -> None:
-    """A single role starts without its run folder, but says what that costs."""
-    try:
-        state.run_dir()
-    except ConfigError as e:
-        say(f"warning: {e.message}; starting anyway, but `spiffctl healthcheck` cannot see this role")
 
 
 def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: bool) -> NoReturn:
@@ -41,31 +33,44 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
     check_log_format(os.environ)
     log.set_role(role_name)
     settings = load(backend_dir=backend_dir)
+    # An unsafe run folder is refused before anything is written to it (78), for every role.
+    state.run_dir()
     if role is None:
         from spiffctl.allinone import supervisor
 
-        supervisor.run_all(settings, wait_timeout=wait_timeout, wait=wait, say=say)
+        with closing_line("no role was"):
+            supervisor.run_all(settings, wait_timeout=wait_timeout, wait=wait, say=say)
     assert role is not None
     prepare(settings, role, say=say)
     script = script_path(settings, role)
     env = child_env(settings, role, say=say)
     lease = None
+    start = None
     if role.singleton:
         from spiffctl.lease import guard
+        from spiffctl.lease.start import start_mode
 
         lease = guard.lease_config(settings, role)
+        start = start_mode(settings.env, settings.backend_dir)
     # Read before any waiting: a bad value is a configuration error now, not after a minute.
     schema_timeout = schema.timeout(settings.env)
     if wait:
-        needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
-        wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
-        migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
-        gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
+        with closing_line(f"the {role.name} script was"):
+            needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
+            state.set_waiting(f"its dependencies ({', '.join(e.need.value for e in needed if e.need)})")
+            wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
+            migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
+            gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
         state.done_waiting()
-    check_run_dir()
     state.remember_role(role.name)
     if lease is not None:
-        guard.run_singleton(settings, lease, role, script, env, say=say)
+        guard.run_singleton(settings, lease, role, script, env, say=say, start=start)
+        if start is not None and start.warm:
+            # No lease, so nobody to wait for: the scheduler after one app start, not the script's two minutes.
+            from spiffctl.lease.start import WARM_CHILD
+
+            state.remember_process(role.name, settings.backend_dir)
+            exec_script(start.python, settings.backend_dir, env, (str(WARM_CHILD), "--now", str(script)))
     # The exec keeps this pid: healthcheck --role worker watches it, and pings from this root's venv.
     state.remember_process(role.name, settings.backend_dir)
     exec_script(script, settings.backend_dir, env)

@@ -37,12 +37,12 @@ def uptime(seconds: float) -> str:
 
 def waiting_on(info: dict[str, Any], base: Path) -> str | None:
     """What a RUNNING program still waits for before its script starts (``None``: it runs it)."""
-    record = state.read_json(state.role_run_dir(base, str(info.get("name"))) / state.WAITING_FILE)
-    if record is None or info.get("statename") != "RUNNING" or record.get("pid") != info.get("pid"):
-        return None  # no file, or one left by an earlier process of the role
-    since = record.get("since")
-    waited = f" ({uptime(float(info.get('now', 0)) - since)})" if isinstance(since, (int, float)) else ""
-    return f"for {record.get('on')}{waited}"
+    if info.get("statename") != "RUNNING":
+        return None
+    where = {state.RUN_DIR_VAR: str(state.role_run_dir(base, str(info.get("name"))))}
+    # The same record, read the same way, as `healthcheck` reads: the two never disagree.
+    record = state.waiting(where, pid=info.get("pid"))
+    return state.waiting_line(record, float(info.get("now", 0))) if record else None
 
 
 def line(info: dict[str, Any], base: Path) -> str:
@@ -53,9 +53,20 @@ def line(info: dict[str, Any], base: Path) -> str:
         statename, detail = "WAITING", f"pid {info.get('pid')}, {waiting}"
     elif statename == "RUNNING":
         detail = f"pid {info.get('pid')}, uptime {uptime(float(info.get('now', 0)) - float(info.get('start', 0)))}"
+        detail += standby_note(info, base)
     else:
         detail = str(info.get("description") or info.get("spawnerr") or "").strip() or "-"
     return f"{name:<11} {statename:<9} {detail}"
+
+
+def standby_note(info: dict[str, Any], base: Path) -> str:
+    """For a Background on standby (another replica holds the lease): ", standby" and how warm it is."""
+    record = state.read_json(state.role_run_dir(base, str(info.get("name"))) / state.BACKGROUND_FILE)
+    if record is None or record.get("mode") != "standby" or record.get("pid") != info.get("pid"):
+        return ""
+    from spiffctl.health import warmth
+
+    return ", standby" + warmth(record)
 
 
 def connect(path: Path) -> Any:

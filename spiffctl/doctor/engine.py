@@ -22,34 +22,67 @@ from typing import Literal
 
 from spiffctl import bounded
 from spiffctl.probes import one_line
+from spiffctl.problem import Problem
 from spiffctl.redact import Redactor
 from spiffctl.roles import Need, Role
 from spiffctl.settings import Settings
 
 Status = Literal["ok", "warn", "fail", "skip"]
+# The JSON document's version (docs/doctor.schema.json): raised only for a change that breaks consumers.
+VERSION = 1
 # Time kept back from the deadline for rendering, flushing and leaving.
 EXIT_MARGIN = 0.12
 
 
 @dataclass(frozen=True)
 class Result:
-    """One row of the report. ``hint`` is the concrete fix; empty when the check is ok."""
+    """One row of the report. ``hint`` is the concrete fix; empty when the check is ok.
+
+    ``problems``: the findings of a check that can find several (the configuration), each with
+    its own fix, so the check keeps one stable ``id`` however many there are.
+    """
 
     name: str
     status: Status
     detail: str
     hint: str = ""
     elapsed_ms: int = 0
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def id(self) -> str:
+        """Stable whatever the result: consumers key on it (the name is for people)."""
+        return self.name.replace(" ", "-")
 
     def as_json(self) -> dict[str, object]:
         # Key order is part of the stable document.
         return {
+            "id": self.id,
             "name": self.name,
             "status": self.status,
             "detail": self.detail,
             "hint": self.hint,
             "elapsed_ms": self.elapsed_ms,
+            "problems": [
+                {"variable": p.variable, "status": _STATUS[p.severity], "message": p.message, "fix": p.fix}
+                for p in self.problems
+            ],
         }
+
+
+_STATUS: dict[str, Status] = {"error": "fail", "warning": "warn"}
+
+
+def findings(name: str, problems: Sequence[Problem]) -> Result:
+    """One result for several problems: failed when any is an error, errors listed first."""
+    ordered = tuple(sorted(problems, key=lambda p: p.severity != "error"))
+    errors = sum(1 for p in ordered if p.severity == "error")
+    counts = [
+        f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((errors, "error"), (len(ordered) - errors, "warning")) if n
+    ]
+    detail = f"{', '.join(counts)}: {', '.join(dict.fromkeys(p.variable for p in ordered))}"
+    hint = ordered[0].fix if len(ordered) == 1 else "fix each problem as listed, errors first"
+    return Result(name, "fail" if errors else "warn", detail, hint, problems=ordered)
 
 
 def ok(name: str, detail: str) -> Result:
@@ -172,7 +205,12 @@ def _where(spec: Spec, ctx: Context) -> str:
 
 def _clean(r: Result, redactor: Redactor) -> Result:
     """Every word that leaves doctor goes through the redactor, so no check can forget to."""
-    return replace(r, detail=one_line(redactor(r.detail), 400), hint=one_line(redactor(r.hint), 400))
+
+    def clean(text: str) -> str:
+        return one_line(redactor(text), 400)
+
+    problems = tuple(replace(p, message=clean(p.message), fix=clean(p.fix)) for p in r.problems)
+    return replace(r, detail=clean(r.detail), hint=clean(r.hint), problems=problems)
 
 
 def _secs(value: float) -> str:
@@ -185,7 +223,7 @@ def _secs(value: float) -> str:
 def to_json(report: Report) -> str:
     return json.dumps(
         # ASCII escapes: one valid document whatever the terminal's or pipe's encoding.
-        {"ok": report.ok, "role": report.role, "checks": [r.as_json() for r in report.results]}
+        {"version": VERSION, "ok": report.ok, "role": report.role, "checks": [r.as_json() for r in report.results]}
     )
 
 
@@ -204,27 +242,28 @@ def marks(encoding: str | None) -> dict[str, str]:
 
 def to_text(report: Report, *, encoding: str | None = None, header: str = "") -> str:
     m = marks(encoding)
-    width = max((len(kind(r.name)) for r in report.results), default=10)
+    width = max((len(r.name) for r in report.results), default=10)
     lines = [header, ""] if header else []
     for r in report.results:
-        lines.append(f"  {m[r.status]:<2} {kind(r.name):<{width}}  {r.detail}")
-    problems = sorted(
-        (r for r in report.results if r.status in ("fail", "warn")),
-        key=lambda r: 0 if r.status == "fail" else 1,  # failures first; stable within a status
-    )
-    if problems:
+        lines.append(f"  {m[r.status]:<2} {r.name:<{width}}  {r.detail}")
+    rows = [
+        (status, f"{r.name}: {detail}", hint)
+        for r in report.results
+        for status, detail, hint in (
+            [(_STATUS[p.severity], f"{p.variable} {p.message}", p.fix) for p in r.problems]
+            or [(r.status, r.detail, r.hint)]
+        )
+        if status in ("fail", "warn")
+    ]
+    rows.sort(key=lambda row: 0 if row[0] == "fail" else 1)  # failures first; stable within a status
+    if rows:
         lines += ["", "To fix, failures first:"]
-        for r in problems:
-            lines.append(f"  {m[r.status]:<2} {kind(r.name)}: {r.detail}")
-            if r.hint:
-                lines.append(f"     fix: {r.hint}")
+        for status, text, hint in rows:
+            lines.append(f"  {m[status]:<2} {text}")
+            if hint:
+                lines.append(f"     fix: {hint}")
     lines += ["", verdict(report)]
     return "\n".join(lines) + "\n"
-
-
-def kind(name: str) -> str:
-    """``configuration: VAR`` -> ``configuration``: the table names the check; the detail names the variable."""
-    return name.split(": ", 1)[0]
 
 
 def verdict(report: Report) -> str:

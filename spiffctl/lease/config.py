@@ -16,23 +16,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from spiffctl import numbers, urls
+from spiffctl import urls, variables
 from spiffctl.errors import ConfigError
-from spiffctl.redact import quote, redact_url
+from spiffctl.redact import quote, quote_url, redact_url
 from spiffctl.roles import Need
 from spiffctl.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, Settings
 
 LOCK = "SPIFFCTL_LOCK"
 LOCK_URL = "SPIFFCTL_LOCK_URL"
 LOCK_KEY = "SPIFFCTL_LOCK_KEY"
-LOCK_TTL = "SPIFFCTL_LOCK_TTL"
+LOCK_TTL = variables.LOCK_TTL
 # Internal: set by `run --role all` on the Background program after it has said, once, why that
 # program runs without a lease; the role itself then does not say it again.
 LOCK_OFF_EXPLAINED = "SPIFFCTL_LOCK_OFF_EXPLAINED"
 
-DEFAULT_TTL = 15.0
-MIN_TTL = 3.0  # renewals every TTL/3 need at least a second of slack each
-MAX_TTL = 600.0
 KEY_PREFIX = "spiffctl:background:"
 
 
@@ -141,19 +138,22 @@ def _check_sqlite_file(database: Endpoint, source: str) -> None:
             f"{source}: the SQLite lease needs the database file's absolute path, "
             "sqlite:////path/to/db.sqlite3 (four slashes)"
         )
+    problem = urls.sqlite_problem(database.url)
+    if problem:
+        raise ConfigError(f"{source}: {'; '.join(problem)}")
 
 
 def _database_url(url: str, source: str) -> Endpoint:
     try:
         urls.parse(url, "sqlalchemy")
     except urls.URLError as e:
-        raise ConfigError(f"{source}: {quote(url)} is malformed: {e}") from None
+        raise ConfigError(f"{source}: {quote_url(url)} is malformed: {e}") from None
     kind = DB_SCHEMES[urls.scheme_of(url).lower().split("+", 1)[0]]
     return Endpoint(Need.DATABASE, kind, url, source)
 
 
 def _check_redis_url(url: str, source: str) -> None:
-    shown = quote(url)
+    shown = quote_url(url)
     if urls.scheme_of(url).lower() not in ("redis", "rediss"):
         raise ConfigError(f"{source}: {shown} is neither a Redis nor a database URL; {SET_LOCK_URL}")
     try:
@@ -168,4 +168,4 @@ def _check_redis_url(url: str, source: str) -> None:
 
 
 def _ttl(value: str | None) -> float:
-    return numbers.parse(value, name=LOCK_TTL, low=MIN_TTL, high=MAX_TTL, default=DEFAULT_TTL)
+    return variables.number(LOCK_TTL, value)

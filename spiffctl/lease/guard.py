@@ -26,6 +26,7 @@ State file ``<run dir>/background.json`` (see :mod:`spiffctl.state`), rewritten 
 and standby poll, read by ``spiffctl healthcheck --role background``::
 
     {"pid": 1,              # this spiffctl process
+     "start": 123456,       # its start time (/proc ticks): a file left by an earlier process is never trusted
      "mode": "holder",      # holder | standby | unleased (SPIFFCTL_LOCK=off: the script was exec'd
                             #   in place with this pid; the file is then written once, never refreshed)
      "child_pid": 42,       # the script's pid (= its process group) or null
@@ -49,7 +50,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from spiffctl import state
+from spiffctl import procfs, state
 from spiffctl.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
 from spiffctl.lease import clock, messages
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
@@ -76,13 +77,15 @@ from spiffctl.lease.machine import (
     Say,
     Signal,
     StartChild,
+    StartWarm,
     StoreDown,
     StoreRefused,
     Tick,
     WatchdogGone,
     WriteState,
 )
-from spiffctl.lease.messages import Exited, Failed, Fence, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, Started, Stop
+from spiffctl.lease.start import WARM_CHILD, StartMode
 from spiffctl.lease.store import Grant, LeaseLost, Store, StoreOutage, StoreRefusal
 from spiffctl.lease.timing import Timings
 from spiffctl.probes import one_line
@@ -134,7 +137,14 @@ def open_store(config: LockConfig, timings: Timings) -> Store:
 
 
 def run_singleton(
-    settings: Settings, config: LockConfig, role: Role, script: Path, env: Mapping[str, str], *, say: Log
+    settings: Settings,
+    config: LockConfig,
+    role: Role,
+    script: Path,
+    env: Mapping[str, str],
+    *,
+    say: Log,
+    start: StartMode | None = None,
 ) -> None:
     """Run ``script`` as the only one across replicas; returns only when the lease is off (then exec it)."""
     if not config.enabled:
@@ -145,16 +155,27 @@ def run_singleton(
             )
         _write_state(settings.env, mode="unleased", child_pid=os.getpid(), interval=None)
         return
-    Guard(settings, config, script, env, say=say).run()
+    if start is not None and start.fallback:
+        say(f"warning: {start.why}")
+    Guard(settings, config, script, env, say=say, start=start).run()
 
 
 def _write_state(env: Mapping[str, str], **fields: object) -> None:
-    data = {"pid": os.getpid(), "child_pid": None, "epoch": None, "holder": None, "store": None, **fields}
+    pid = os.getpid()
+    data: dict[str, object] = {"pid": pid, "start": procfs.start_time(pid), "child_pid": None, "epoch": None}
+    data.update({"holder": None, "store": None, **fields})
     data["updated"] = time.time()
     try:
         state.write_json(state_path(env), data)
     except (OSError, ConfigError):
         pass  # a read-only run dir must not stop the scheduler; healthcheck then reports it
+
+
+def _warm_fields(action: WriteState) -> dict[str, object]:
+    """``warm``: "loading" or "warm" while a warm child waits (null otherwise), ``warm_since`` in wall time."""
+    if action.warm is None or action.warm_since is None:
+        return {"warm": None, "warm_since": None}
+    return {"warm": action.warm, "warm_since": round(time.time() - (clock.now() - action.warm_since), 3)}
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -197,6 +218,7 @@ class Guard:
         *,
         say: Log,
         store: Store | None = None,
+        start: StartMode | None = None,
     ) -> None:
         self.settings = settings
         self.script = script
@@ -212,8 +234,10 @@ class Guard:
             config=f"{config.source} ({config.display})",
             fix=f"check {config.source}",
             key=config.key,
+            python=str(start.python) if start is not None else "",
         )
-        self.machine = Machine(self.timings, names)
+        self.start = start
+        self.machine = Machine(self.timings, names, warm=start is not None and start.warm)
         self.signals: list[int] = []  # appended by the handler, fed to the machine in order
         self.signals_fed = 0
         self.wake_r, self.wake_w = os.pipe()
@@ -326,6 +350,7 @@ class Guard:
             case Say(text=text, event=event, fields=fields):
                 self.say(text, event, dict(fields))
             case WriteState():
+                self._declare_wait(action)
                 _write_state(
                     self.settings.env,
                     mode=action.mode,
@@ -335,6 +360,7 @@ class Guard:
                     store=action.store_ok,
                     interval=action.interval,
                     last_event=self.last_event,
+                    **_warm_fields(action),
                 )
             case CheckStore():
                 return self._ask(lambda: Checked(self.store.refusal()))
@@ -348,8 +374,13 @@ class Guard:
                 except (StoreOutage, StoreRefusal) as e:
                     return Released(False, self.redact(str(e)))
             case StartChild():
-                self._spawn(action)
-            case Fence() | Stop():
+                args = ["--fence", repr(action.fence), "--term-grace", repr(action.term_grace)]
+                self._spawn(args, [str(self.script)], {**self.env, EPOCH_VAR: str(action.epoch)})
+            case StartWarm():
+                assert self.start is not None
+                args = ["--warm", "--term-grace", repr(action.term_grace)]
+                self._spawn(args, [str(self.start.python), str(WARM_CHILD)], self.env)
+            case Fence() | Stop() | Go():
                 self._send(action)
             case KillGroup(pgid=pgid, wait=wait):
                 _killpg(pgid, signal.SIGKILL)
@@ -379,7 +410,7 @@ class Guard:
             return Lost(result.reason)
         return Renewed(result)
 
-    def _spawn(self, start: StartChild) -> None:
+    def _spawn(self, args: list[str], command: list[str], env: Mapping[str, str]) -> None:
         control_r, control_w = os.pipe()
         report_r, report_w = os.pipe()
         cmd = [
@@ -391,16 +422,12 @@ class Guard:
             str(control_r),
             "--report",
             str(report_w),
-            "--fence",
-            repr(start.fence),
-            "--term-grace",
-            repr(start.term_grace),
+            *args,
             "--cwd",
             str(self.settings.backend_dir),
             "--",
-            str(self.script),
+            *command,
         ]
-        env = {**self.env, EPOCH_VAR: str(start.epoch)}
         try:
             self.watchdog = subprocess.Popen(cmd, env=env, pass_fds=(control_r, report_w), start_new_session=True)
         finally:
@@ -409,13 +436,22 @@ class Guard:
         self.control, self.report = control_w, report_r
         self.reader = messages.Reader(messages.REPORTS)
 
-    def _send(self, message: Fence | Stop) -> None:
+    def _send(self, message: Fence | Stop | Go) -> None:
         if self.control is None:
             return
         try:
             os.write(self.control, messages.encode(message))
         except OSError:
             pass  # the watchdog is gone; the report pipe's end says so
+
+    def _declare_wait(self, action: WriteState) -> None:
+        """A deliberate wait before the script starts is declared as `run`'s waits are, so
+        `status` (WAITING) and `healthcheck` (starting) read it from the same record."""
+        if action.starts_at is None:
+            state.done_waiting(self.settings.env)
+        else:
+            seconds = max(action.starts_at - clock.now(), 0.0)
+            state.set_waiting(action.waits_for or "the first start", self.settings.env, seconds=seconds)
 
     def _close_watchdog(self) -> None:
         """Close both pipes (a live watchdog then stops the script) and reap the watchdog."""

@@ -45,13 +45,14 @@ from dataclasses import dataclass
 from enum import Enum
 
 from spiffctl.errors import SOFTWARE, internal_error
-from spiffctl.lease.messages import Exited, Failed, Fence, How, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 from spiffctl.lease.timing import Timings
 
 UNAVAILABLE = 69  # EX_UNAVAILABLE: the store refused us
 CONFIG = 78  # EX_CONFIG: the store cannot keep a lease safely
 KILLED = 128 + 9  # a script whose group we had to SIGKILL ourselves
 BACK = "back to standby"
+WARM_BACKOFF_MAX = 60.0  # seconds between two attempts to load a warm child, at most
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -162,6 +163,8 @@ Event = (
     | Started
     | Exited
     | Failed
+    | Loaded
+    | LoadFailed
     | WatchdogGone
     | GroupKilled
     | Bug
@@ -188,6 +191,11 @@ class WriteState:
     holder: str | None  # standby: who holds the lease
     store_ok: bool | None  # the last store call got an answer
     interval: float  # seconds until the next rewrite
+    # Holding but deliberately not started yet: when the script starts (this clock) and why it waits.
+    starts_at: float | None = None
+    waits_for: str | None = None
+    warm: str | None = None  # a warm child not told to go: "loading" or "warm" (loaded); else None
+    warm_since: float | None = None  # since when (machine clock), for the state file
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,17 @@ class StartChild:
 
 
 @dataclass(frozen=True)
+class StartWarm:
+    """Start the watchdog with a warm child (``watchdog --warm``): it loads the app and waits for :class:`Go`.
+
+    Not a scheduler until the machine sends ``Go``; reports come back as :class:`Started`,
+    :class:`Loaded`, :class:`LoadFailed`, :class:`Exited`, :class:`Failed` or :class:`WatchdogGone`.
+    """
+
+    term_grace: float
+
+
+@dataclass(frozen=True)
 class KillGroup:
     """SIGKILL the script's process group; with ``wait``, answer :class:`GroupKilled` once gone or after a bound."""
 
@@ -238,7 +257,21 @@ class Exit:
     error: str | None = None
 
 
-Action = Say | WriteState | CheckStore | Acquire | Renew | Release | StartChild | Fence | Stop | KillGroup | Exit
+Action = (
+    Say
+    | WriteState
+    | CheckStore
+    | Acquire
+    | Renew
+    | Release
+    | StartChild
+    | StartWarm
+    | Go
+    | Fence
+    | Stop
+    | KillGroup
+    | Exit
+)
 Request = CheckStore | Acquire | Renew | Release | KillGroup
 
 
@@ -267,6 +300,7 @@ class Names:
     config: str  # what to blame for a store that cannot keep a lease: "SPIFFCTL_LOCK_URL (redis://...)"
     fix: str  # what to check when the store refuses us: "check SPIFFCTL_LOCK_URL"
     key: str  # the lease key
+    python: str = "the backend's python"  # the warm child's interpreter
 
 
 class Phase(Enum):
@@ -285,12 +319,16 @@ class _Then:
     code: int | None = None
     error: str | None = None
     event: str | None = None  # the transition said with it; default: released (handed-off on a signal)
+    pause: float = 0.0  # back on standby: poll the store again only after this long
 
 
 class Machine:
-    def __init__(self, timings: Timings, names: Names) -> None:
+    def __init__(self, timings: Timings, names: Names, *, warm: bool = False) -> None:
         self.t = timings
         self.names = names
+        # Warm start: a child loads the app ahead of the lease and starts the scheduler on Go.
+        # Turned off for good when the warm child reports that it cannot work (fall back to the script).
+        self.warm = warm
         self.phase = Phase.STANDBY
         self.pending: Request | None = None  # the store call (or wait) whose answer is due
         self.store_ok: bool | None = None
@@ -308,6 +346,7 @@ class Machine:
         self.failing_since: float | None = None
         self.last_failure = ""
         self.start_at = 0.0
+        self.waits_for = ""
         self.lost: str | None = None
         # the child
         self.watchdog = False  # a watchdog was started and has not reported its end
@@ -316,6 +355,15 @@ class Machine:
         self.stop_sent = 0  # signals already turned into a Stop
         self.next_state = 0.0
         self.then: _Then | None = None
+        # The child may run the scheduler: the script, or a warm child once told to go. Only in
+        # SUPERVISING; every guarantee about "the child" is about an armed one.
+        self.armed = False
+        self.child_warm = False  # the watchdog runs a warm child (armed or not)
+        self.warm_started = 0.0  # when the current warm child was started
+        self.loaded_at: float | None = None  # when it reported the app loaded
+        self.dying = False  # it reported that it cannot load: its end is coming
+        self.warm_failures = 0
+        self.next_warm = 0.0  # no warm child is started before this (backoff after failures)
 
     # -- the interface ----------------------------------------------------------------------
 
@@ -337,6 +385,8 @@ class Machine:
         if self.pending is not None or self.phase in (Phase.DONE, Phase.RELEASING):
             return None
         if self.phase is Phase.STANDBY:
+            if self.warm and not self.watchdog:
+                return min(self.next_poll, self.next_warm)
             return self.next_poll
         if self.phase is Phase.WAITING:
             return min(self.next_renew, self.start_at, self.valid_until)
@@ -381,23 +431,109 @@ class Machine:
             case Released():
                 self._released(event, now, out)
             case Started(pid=pid):
-                self._require(Phase.SUPERVISING, event)
+                self._require(event)
                 self._started(pid, now, out)
+            case Loaded():
+                self._require(event, warm=True)
+                self._loaded(now, out)
+            case LoadFailed(unusable=unusable, reason=reason):
+                self._require(event, warm=True)
+                self._load_failed(unusable, reason, now, out)
+            case Exited(code=code, how=how) if not self.armed:
+                self._require(event)
+                self._warm_gone(f"the warm child exited with code {code}", now, out)
             case Exited(code=code, how=how):
-                self._require(Phase.SUPERVISING, event)
+                self._require(event)
                 self._child_gone(code, how, now, out)
+            case Failed(code=code, reason=reason) if self.child_warm:
+                self._require(event)
+                self._warm_unusable(f"{self.names.python} cannot be executed: {reason}", out)
+                armed = self.armed
+                self.armed = False
+                self._warm_gone(None, now, out)
+                if armed:  # nothing ran: release, so that the script starts cleanly (here or elsewhere)
+                    self._release(out, _Then(say=None))
             case Failed(code=code, reason=reason):
-                self._require(Phase.SUPERVISING, event)
+                self._require(event)
                 self._failed(code, reason, out)
+            case WatchdogGone() if not self.armed:
+                self._require(event)
+                if self.child is not None:
+                    out.append(KillGroup(self.child, wait=False))  # not a scheduler: no need to wait
+                self._warm_gone("the warm child's watchdog died", now, out)
             case WatchdogGone():
-                self._require(Phase.SUPERVISING, event)
+                self._require(event)
                 self._watchdog_gone(out)
             case GroupKilled(gone=gone):
                 self._group_killed(gone, now, out)
 
-    def _require(self, phase: Phase, event: Event) -> None:
-        if self.phase is not phase or not self.watchdog:
+    def _require(self, event: Event, *, warm: bool = False) -> None:
+        if not self.watchdog or (warm and not self.child_warm) or self.armed != (self.phase is Phase.SUPERVISING):
             raise ProtocolViolation(f"{type(event).__name__} in phase {self.phase.value} without a watchdog")
+
+    # -- the warm child ---------------------------------------------------------------------
+
+    def _warm_up(self, now: float, out: list[Action]) -> None:
+        self.watchdog = True
+        self.child_warm = True
+        self.child = None
+        self.dying = False
+        self.loaded_at = None
+        self.warm_started = now
+        out.append(StartWarm(self.t.term_grace))
+
+    def _loaded(self, now: float, out: list[Action]) -> None:
+        self.loaded_at = now
+        self.warm_failures = 0
+        took = f"in {now - self.warm_started:.1f} s"
+        if self.armed:
+            out.append(Say(f"the app is loaded ({took}); the scheduler starts now", "warm-loaded"))
+        else:
+            out.append(
+                Say(
+                    f"warm standby: the app is loaded ({took}); the scheduler starts as soon as we hold the lease",
+                    "warm-loaded",
+                )
+            )
+
+    def _load_failed(self, unusable: bool, reason: str, now: float, out: list[Action]) -> None:
+        self.dying = True
+        if unusable:
+            self._warm_unusable(reason, out)
+            return
+        self.warm_failures += 1
+        pause = self._backoff(now)
+        text = f"the warm child could not load the app: {reason}; trying again in {pause:g} s"
+        out.append(Say(text, "warm-failed", (("reason", reason), ("retry_in", pause))))
+
+    def _backoff(self, now: float) -> float:
+        pause = min(self.t.poll * 2.0 ** min(self.warm_failures, 10), WARM_BACKOFF_MAX)
+        self.next_warm = now + pause
+        return pause
+
+    def _warm_unusable(self, reason: str, out: list[Action]) -> None:
+        if self.warm:
+            self.warm = False
+            text = f"warm start is not possible ({reason}); running {self.names.script_path} instead"
+            out.append(Say(text, "warm-fallback", (("reason", reason),)))
+
+    def _warm_gone(self, what: str | None, now: float, out: list[Action]) -> None:
+        """An unarmed warm child ended: not a scheduler, so the lease is untouched; load another later."""
+        self.watchdog = False
+        self.child = None
+        self.child_warm = False
+        self.loaded_at = None
+        if not self.dying and what is not None and self.warm:
+            self.warm_failures += 1
+            pause = self._backoff(now)
+            out.append(
+                Say(f"{what}; loading a new one in {pause:g} s", "warm-failed", (("reason", what), ("retry_in", pause)))
+            )
+        self.dying = False
+
+    def _what(self) -> str:
+        """What starts under the lease: the script, or the scheduler in a warm child."""
+        return "the scheduler" if self.warm else self.names.script
 
     def _checked(self, problem: str | None, out: list[Action]) -> None:
         self.store_ok = True
@@ -438,13 +574,17 @@ class Machine:
     def _started(self, pid: int, now: float, out: list[Action]) -> None:
         self.child = pid
         self.next_state = now
-        text = f"started {self.names.script} (pid {pid}, epoch {self.epoch}) under the lease"
-        out.append(Say(text, "started", (("epoch", self.epoch), ("pid", pid))))
+        if not self.child_warm:
+            text = f"started {self.names.script} (pid {pid}, epoch {self.epoch}) under the lease"
+            out.append(Say(text, "started", (("epoch", self.epoch), ("pid", pid))))
+        elif not self.armed:
+            out.append(Say(f"warm child (pid {pid}) is loading the app with {self.names.python}", "warm-loading"))
 
     def _failed(self, code: int, reason: str, out: list[Action]) -> None:
         """The script could not be executed: nothing ran, so release, then exit with the shell's code."""
         self.watchdog = False
         self.child = None
+        self.armed = False
         error = f"cannot execute {self.names.script_path}: {reason} (check its #! line)"
         self._release(out, _Then(say=None, code=code, error=error))
 
@@ -485,7 +625,7 @@ class Machine:
         out.append(self._state("holder"))
         fields = (("epoch", event.epoch), ("proven", event.proven))
         if event.proven:
-            text = f"acquired the lease, epoch {event.epoch} ({event.why}); starting {self.names.script}"
+            text = f"acquired the lease, epoch {event.epoch} ({event.why}); starting {self._what()}"
             out.append(Say(text, "acquired", fields))
             self._start(now, out)
             return
@@ -493,13 +633,15 @@ class Machine:
         out.append(
             Say(
                 f"acquired the lease, epoch {event.epoch}, but {event.why}: waiting {wait:.1f} s before starting "
-                f"{self.names.script} so that a holder which lost the lease has stopped",
+                f"{self._what()} so that a holder which lost the lease has stopped",
                 "acquired",
                 fields,
             )
         )
         self.phase = Phase.WAITING
         self.start_at = now + wait
+        self.waits_for = f"the safe first start of {self.names.script}, {event.why}"
+        out.append(self._state("holder"))
 
     def _renewed(self, valid_until: float, now: float, out: list[Action]) -> None:
         self.store_ok = True
@@ -560,19 +702,45 @@ class Machine:
             text = f"the lease's local deadline is too close to start {self.names.script}; {BACK}"
             self._release(out, _Then(say=text))
             return
+        if self.watchdog and (self.dying or not self.warm):
+            # A warm child that cannot load (or after a fallback to the script) is still ending:
+            # never two children, so hold the lease without one a little longer.
+            self.phase = Phase.WAITING
+            self.start_at = now + self.t.poll
+            return
         assert self.epoch is not None
         self.phase = Phase.SUPERVISING
-        self.watchdog = True
-        self.child = None
+        self.armed = True
         self.belted = False
         self.next_state = now + self.t.renew_every  # and at once when the child is reported started
-        out.append(StartChild(self.epoch, self.valid_until, self.t.term_grace))
+        if not self.warm:
+            self.watchdog = True
+            self.child = None
+            self.child_warm = False
+            out.append(StartChild(self.epoch, self.valid_until, self.t.term_grace))
+            return
+        if not self.watchdog:
+            self._warm_up(now, out)  # none loaded (it failed, or ended): a cold start, still one app start
+        waited = "" if self.loaded_at is None else f", warm since {now - self.loaded_at:.1f} s"
+        text = f"starting the scheduler in the warm child (epoch {self.epoch}{waited})"
+        out.append(Say(text, "started", (("epoch", self.epoch), ("pid", self.child), ("warm", True))))
+        out.append(Go(self.valid_until, self.epoch))
 
     def _child_gone(self, code: int, how: How, now: float, out: list[Action]) -> None:
         """The watchdog reported the script's whole group gone: release, then exit or back to standby."""
         self.watchdog = False
         self.child = None
-        script = self.names.script
+        self.armed = False
+        warm, self.child_warm = self.child_warm, False
+        self.loaded_at = None
+        self.dying = False
+        script = self.names.script if not warm else "the scheduler (warm child)"
+        if warm and self.stop_signal is None and how is How.OWN and self.lost is None:
+            # Not the script: ours to restart. Let another replica take over while we back off.
+            self.warm_failures += 1
+            pause = self._backoff(now)
+            self._release(out, _Then(say=f"{script} exited by itself with code {code}; {BACK}", pause=pause))
+            return
         if self.stop_signal is not None or (how is How.OWN and self.lost is None):
             verb = "stopped" if self.stop_signal is not None else "exited by itself"
             self._release(out, _Then(say=f"{script} {verb} with code {code}", code=code))
@@ -652,6 +820,7 @@ class Machine:
         if event.failure is not None:
             out.append(Say(outcome, None if then.say is not None else name, fields))
         self._to_standby(now, out)
+        self.next_poll = now + then.pause
 
     def _to_standby(self, now: float, out: list[Action]) -> None:
         self.phase = Phase.STANDBY
@@ -679,6 +848,8 @@ class Machine:
         self._exit(out, SOFTWARE, internal_error(detail))
 
     def _exit(self, out: list[Action], code: int, error: str | None = None) -> None:
+        if self.watchdog and not self.armed:
+            out.append(Stop(0.0))  # a warm child that never started the scheduler: nothing to wait for
         self.phase = Phase.DONE
         self.pending = None
         out.append(Exit(code, error))
@@ -688,6 +859,8 @@ class Machine:
     def _advance(self, now: float, out: list[Action]) -> None:
         """Whatever is due at ``now`` with no store call outstanding."""
         if self.phase is Phase.STANDBY:
+            if self.warm and not self.watchdog and now >= self.next_warm:
+                self._warm_up(now, out)
             if now >= self.next_poll:
                 self._request(Acquire() if self.checked else CheckStore(), out)
         elif self.phase is Phase.WAITING:
@@ -725,4 +898,22 @@ class Machine:
         interval = self.t.renew_every if mode == "holder" else self.t.poll
         child = self.child if mode == "holder" else None
         epoch = self.epoch if mode == "holder" else None
-        return WriteState(mode, epoch, child, holder, self.store_ok, round(interval, 3))
+        warm: str | None = None
+        since: float | None = None
+        if self.watchdog and self.child_warm and not self.armed and not self.dying:
+            warm, since = ("warm", self.loaded_at) if self.loaded_at is not None else ("loading", self.warm_started)
+        starts_at, waits_for = (
+            (self.start_at, self.waits_for) if mode == "holder" and self.phase is Phase.WAITING else (None, None)
+        )
+        return WriteState(
+            mode,
+            epoch,
+            child,
+            holder,
+            self.store_ok,
+            round(interval, 3),
+            starts_at=starts_at,
+            waits_for=waits_for,
+            warm=warm,
+            warm_since=since,
+        )

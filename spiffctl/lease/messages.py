@@ -15,6 +15,13 @@ Report pipe, watchdog -> spiffctl:
 * :class:`Failed` ``code reason``: the script could not be executed (127 missing, 126 not
   executable); the watchdog exits with ``code``.
 
+A warm child (:mod:`spiffctl.lease.warm`, started by ``watchdog --warm``) adds one control message
+and two reports:
+
+* :class:`Go` ``until epoch``: arm the fence at ``until``, then tell the child to start the scheduler.
+* :class:`Loaded`: the child created the app and waits; :class:`LoadFailed` ``unusable reason``:
+  it could not (``unusable``: an entry point is missing, use the script instead).
+
 Wire format: one line per message, ``<tag> <field> ...``, fields in declaration order; a ``str``
 field comes last and may hold spaces. Floats are written with ``repr`` so they come back bit for
 bit; a non-finite float is refused, because a NaN deadline would never be reached.
@@ -56,6 +63,34 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Go:
+    """A warm child may start the scheduler: the lease (epoch ``epoch``) is valid until ``until``.
+
+    The watchdog arms its fence at ``until`` first, then passes ``go`` on, unless the fence's
+    SIGTERM time has already come (then the fence kills the child instead)."""
+
+    TAG = "go"  # not annotated: a class attribute, not a field
+    until: float
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The warm child created the app; it waits for ``go``."""
+
+    TAG = "loaded"  # not annotated: a class attribute, not a field
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    """The warm child could not create the app (``unusable``: an entry point cannot be imported)."""
+
+    TAG = "loadfailed"  # not annotated: a class attribute, not a field
+    unusable: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Started:
     TAG = "started"  # not annotated: a class attribute, not a field
     pid: int
@@ -75,12 +110,12 @@ class Failed:
     reason: str
 
 
-Control = Fence | Stop
-Report = Started | Exited | Failed
+Control = Fence | Stop | Go
+Report = Started | Exited | Failed | Loaded | LoadFailed
 Message = Control | Report
 
-CONTROL: tuple[type[Control], ...] = (Fence, Stop)
-REPORTS: tuple[type[Report], ...] = (Started, Exited, Failed)
+CONTROL: tuple[type[Control], ...] = (Fence, Stop, Go)
+REPORTS: tuple[type[Report], ...] = (Started, Exited, Failed, Loaded, LoadFailed)
 
 
 def _finite(value: float) -> bool:
@@ -109,8 +144,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _bool(text: str) -> bool:
+    if text not in ("True", "False"):
+        raise ValueError(f"not a boolean: {text!r}")
+    return text == "True"
+
+
 # Field types as written in the classes above (annotations are strings here).
-_PARSERS: dict[str, Any] = {"float": _finite_float, "int": int, "str": str, "How": How}
+_PARSERS: dict[str, Any] = {"float": _finite_float, "int": int, "str": str, "How": How, "bool": _bool}
 
 
 def decode(line: bytes, kinds: tuple[type[Any], ...]) -> Any:

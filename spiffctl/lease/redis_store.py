@@ -5,26 +5,35 @@ because a Background lease never spans shards):
 
 * ``K``            the lease itself: value = token, expiry = TTL. Present means "someone holds it".
 * ``K:holder``     hash describing the most recent acquisition: token, host, pid, since (wall
-                   seconds), epoch, run_id. No expiry: it must outlive the lease so the *next*
-                   holder can tell how the previous lease ended.
-* ``K:epoch``      counter, ``INCR`` once per acquisition; the child sees it as
-                   ``SPIFFCTL_LEASE_EPOCH``. It restarts at 1 if Redis loses its data.
+                   seconds), epoch, run_id, expires (when the key expires, in milliseconds on
+                   Redis's own clock, rewritten at every renewal and at release). No expiry: it must
+                   outlive the lease so the *next* holder can tell how the previous lease ended.
+* ``K:epoch``      counter, ``INCR`` once per acquisition, never below the record's epoch + 1; the
+                   child sees it as ``SPIFFCTL_LEASE_EPOCH``. It restarts at 1 if Redis loses its data.
 * ``K:released``   tombstone written by a clean release: value = the released epoch, short expiry.
 
 Time: :func:`spiffctl.lease.timing.local_deadline` of a clock read *before* the request is sent.
+The scripts set the key's expiry with ``PEXPIREAT`` from Redis ``TIME`` and record the same
+instant, so the record says exactly when the key would expire if nobody touched it.
 
 Knowing the previous lease ended. The key can vanish while its holder still runs its child: Redis
-restarted without persistence, or failed over to a replica that never saw the key. A new holder
-starts its child at once only with proof that the previous lease ended:
+restarted without persistence, failed over to a replica that never saw the key, or a hand
+(``DEL``, ``SET K x PX 50``, ``PEXPIRE K 1``, a cleanup script) removed or replaced it. A new
+holder starts its child at once only with proof that the previous lease ended:
 
 * a tombstone for the previous epoch (its holder released it after its child had exited); or
-* the previous acquisition was recorded by *this same Redis process* (same ``run_id``, read on the
-  same connection as the acquire, which a restart would have broken): the key then disappeared
-  by expiry, which only happens after the old holder's local validity ended.
+* the previous record was written by *this same Redis process* (same ``run_id``, read on the same
+  connection as the acquire, which a restart would have broken) **and** Redis's clock, read in the
+  acquiring script, is at or past the record's ``expires``: the old holder's local deadline (which
+  counts from before its last renewal was sent) has surely passed, whatever happened to the key.
 
-Otherwise (no record at all, or a record from another ``run_id``) the grant says it is not proven
-and the runner keeps renewing but waits one TTL before starting its child: by then any holder that
-had the key has passed its own local deadline and fenced its child.
+Otherwise (no record, a record from another ``run_id`` or without ``expires``, or a key gone before
+its recorded expiry) the grant says it is not proven and the runner keeps renewing but waits one
+TTL before starting its child: by then any holder that had the key has passed its own local
+deadline and fenced its child.
+
+A holder fences at once when a renewal finds its key gone or someone else's, or its holder record
+deleted or rewritten (then the record can no longer prove anything to the next holder).
 
 Eviction. A Redis with an evicting ``maxmemory-policy`` may drop the key under memory pressure
 (``volatile-*`` policies especially, because the key has a TTL), which breaks every guarantee
@@ -37,6 +46,9 @@ anything else (a ``TypeError``, an error reply from a wrong script) propagates: 
 Limits: a Redis restored from an *older* snapshot can resurrect an old tombstone or record; the
 run_id changes on restart, so only the tombstone path is affected, and the tombstone's short
 expiry keeps that window small. A proxy in front of Redis (twemproxy, envoy) hides restarts.
+``expires`` is on Redis's wall clock, as Redis's own key expiry is: a step forward of that clock
+shortens every TTL in that Redis (a step back only makes a grant unproven). A hand that forges
+the record itself (an ``expires`` in the past) or the tombstone can still fool the proof.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spiffctl.lease import clock
@@ -69,32 +82,57 @@ def tombstone_ttl(ttl: float) -> float:
     return max(30.0, 4 * ttl)
 
 
+# Redis's clock in whole milliseconds (TIME is allowed in scripts since 5.0's effects replication).
+LUA_NOW = """
+local function now_ms()
+    local t = redis.call('time')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
 # KEYS[1] lease, KEYS[2] holder record, KEYS[3] epoch counter, KEYS[4] tombstone
 # ARGV[1] token, ARGV[2] ttl ms, ARGV[3] host, ARGV[4] pid, ARGV[5] since, ARGV[6] run_id
 # Not acquired: {0, current token, pttl ms, holder token, host, pid, since, epoch}
-# Acquired:     {1, new epoch, previous epoch, previous run_id, released epoch} ('' = none)
-# SET NX PX is the acquisition; the rest only records who holds it, atomically with it, and
-# reads the previous record before overwriting it so the caller can judge how that lease ended.
-LUA_ACQUIRE = """
+# Acquired:     {1, new epoch, previous epoch, previous run_id, released epoch, previous expires, now}
+#               ('' = none)
+# SET NX is the acquisition; the rest only records who holds it and until when, atomically with
+# it, and reads the previous record before overwriting it so the caller can judge how that lease
+# ended. The epoch never falls back even if a hand deleted the counter.
+LUA_ACQUIRE = (
+    LUA_NOW
+    + """
 if not redis.call('set', KEYS[1], ARGV[1], 'nx', 'px', ARGV[2]) then
     local h = redis.call('hmget', KEYS[2], 'token', 'host', 'pid', 'since', 'epoch')
     return {0, redis.call('get', KEYS[1]) or '', redis.call('pttl', KEYS[1]),
             h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or ''}
 end
-local prev = redis.call('hmget', KEYS[2], 'epoch', 'run_id')
+local now = now_ms()
+local expires = now + tonumber(ARGV[2])
+redis.call('pexpireat', KEYS[1], expires)
+local prev = redis.call('hmget', KEYS[2], 'epoch', 'run_id', 'expires')
 local released = redis.call('get', KEYS[4]) or ''
 local epoch = redis.call('incr', KEYS[3])
+local before = tonumber(prev[1])
+if before and epoch <= before then
+    epoch = before + 1
+    redis.call('set', KEYS[3], epoch)
+end
 redis.call('del', KEYS[2], KEYS[4])
 redis.call('hset', KEYS[2], 'token', ARGV[1], 'host', ARGV[3], 'pid', ARGV[4], 'since', ARGV[5],
-           'epoch', epoch, 'run_id', ARGV[6])
-return {1, epoch, prev[1] or '', prev[2] or '', released}
+           'epoch', epoch, 'run_id', ARGV[6], 'expires', expires)
+return {1, epoch, prev[1] or '', prev[2] or '', released, prev[3] or '', now}
 """
+)
 
 # KEYS[1] lease, KEYS[2] holder record; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] run_id
-# 1: renewed. 0: the key is gone. -1: someone else holds it (our key had expired).
-# PEXPIRE resets the full TTL (it does not add to what is left), as redis-py's reacquire does.
+# 1: renewed. 0: the key is gone. -1: someone else holds it (our key expired or was overwritten).
+# -2: the key is ours but our holder record is gone or someone else's (a hand): the next holder
+# could not judge our end from it, so we give the lease up rather than renew it.
+# PEXPIREAT resets the full TTL (it does not add to what is left), as redis-py's reacquire does.
 # The run_id stamp keeps the record naming the Redis process that last saw the lease alive.
-LUA_RENEW = """
+LUA_RENEW = (
+    LUA_NOW
+    + """
 local token = redis.call('get', KEYS[1])
 if not token then
     return 0
@@ -102,23 +140,37 @@ end
 if token ~= ARGV[1] then
     return -1
 end
-redis.call('pexpire', KEYS[1], ARGV[2])
-if ARGV[3] ~= '' and redis.call('hget', KEYS[2], 'token') == ARGV[1] then
+if redis.call('hget', KEYS[2], 'token') ~= ARGV[1] then
+    return -2
+end
+local expires = now_ms() + tonumber(ARGV[2])
+redis.call('pexpireat', KEYS[1], expires)
+redis.call('hset', KEYS[2], 'expires', expires)
+if ARGV[3] ~= '' then
     redis.call('hset', KEYS[2], 'run_id', ARGV[3])
 end
 return 1
 """
+)
 
-# KEYS[1] lease, KEYS[2] tombstone; ARGV[1] token, ARGV[2] epoch, ARGV[3] tombstone ttl ms
-# 1: released (and the tombstone proves it). 0: not ours any more; nothing touched.
-LUA_RELEASE = """
+# KEYS[1] lease, KEYS[2] tombstone, KEYS[3] holder record; ARGV[1] token, ARGV[2] epoch,
+# ARGV[3] tombstone ttl ms
+# 1: released (the tombstone proves it, and so does the record's expires, now in the past).
+# 0: not ours any more; nothing touched.
+LUA_RELEASE = (
+    LUA_NOW
+    + """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then
     return 0
 end
 redis.call('del', KEYS[1])
 redis.call('set', KEYS[2], ARGV[2], 'px', ARGV[3])
+if redis.call('hget', KEYS[3], 'token') == ARGV[1] then
+    redis.call('hset', KEYS[3], 'expires', now_ms())
+end
 return 1
 """
+)
 
 
 def new_token(host: str, pid: int) -> str:
@@ -257,7 +309,9 @@ class RedisStore:
             token, pttl, record_token, host, pid, since, held_epoch = (str(x) for x in reply[1:])
             self._run_id = run_id
             return _holder(token, int(pttl), host, pid, since, held_epoch, record_token)
-        epoch, prev_epoch, prev_run_id, released = int(reply[1]), str(reply[2]), str(reply[3]), str(reply[4])
+        epoch = int(reply[1])
+        prev_epoch, prev_run_id, released, expires = (str(x) for x in reply[2:6])
+        previous = Previous(prev_epoch, prev_run_id, released, expires, now_ms=int(reply[6]))
         self.epoch = epoch
         valid_until = local_deadline(t0, self.ttl)
         if run_id != self._run_id:
@@ -266,7 +320,7 @@ class RedisStore:
             if isinstance(stamped, LeaseLost):
                 raise StoreOutage(f"Redis restarted while the lease was being acquired ({stamped.reason})")
             valid_until = stamped
-        proven, why = _judge(prev_epoch, prev_run_id, released, run_id)
+        proven, why = previous.judge(run_id)
         return Grant(epoch=epoch, valid_until=valid_until, proven=proven, why=why)
 
     def renew(self) -> float | LeaseLost:
@@ -293,10 +347,19 @@ class RedisStore:
                         else "the lease key vanished from Redis (Redis restarted without persistence, failed "
                         "over, or the key was deleted)"
                     )
+                if result == -2:
+                    return LeaseLost(
+                        "our holder record in Redis was deleted or rewritten (by hand?): it can no longer "
+                        "prove to the next holder when our lease ends, so the script is stopped"
+                    )
                 if result < 0:
                     holder = self.current_holder()
                     who = holder.describe() if holder else "another replica"
-                    cause = "Redis restarted (new run_id) and lost our key" if restarted else "our key expired in Redis"
+                    cause = (
+                        "Redis restarted (new run_id) and lost our key"
+                        if restarted
+                        else "our key expired or was overwritten in Redis"
+                    )
                     return LeaseLost(f"{cause}; the lease is now held by {who}")
             if run_id == self._run_id:
                 return local_deadline(t0, self.ttl)
@@ -309,7 +372,7 @@ class RedisStore:
         """
         with _translated():
             released = self._release(
-                keys=[self.key, self.keys[3]],
+                keys=[self.key, self.keys[3], self.keys[1]],
                 args=[self.token, self.epoch, int(tombstone_ttl(self.ttl) * 1000)],
             )
         return int(released) == 1
@@ -330,11 +393,30 @@ class RedisStore:
         self.conn.close()
 
 
-def _judge(prev_epoch: str, prev_run_id: str, released: str, run_id: str) -> tuple[bool, str]:
-    if not prev_epoch:
-        return False, "no record of a previous lease in this Redis (first use, or Redis lost its data)"
-    if released == prev_epoch:
-        return True, f"epoch {prev_epoch} was released cleanly"
-    if prev_run_id and prev_run_id == run_id:
-        return True, f"epoch {prev_epoch} expired in this same Redis process"
-    return False, f"epoch {prev_epoch} was recorded by an earlier Redis process (Redis restarted since)"
+@dataclass(frozen=True)
+class Previous:
+    """What the acquiring script found about the lease before ours (``''`` = nothing)."""
+
+    epoch: str
+    run_id: str  # the Redis process that last wrote the record
+    released: str  # the tombstone: the epoch released cleanly
+    expires: str  # when the key was due to expire, ms on Redis's clock
+    now_ms: int  # Redis's clock when our key was set
+
+    def judge(self, run_id: str) -> tuple[bool, str]:
+        """Whether the previous holder's script is surely gone (see the module's doc), and why."""
+        if not self.epoch:
+            return False, "no record of a previous lease in this Redis (first use, Redis lost its data, or deleted)"
+        if self.released == self.epoch:
+            return True, f"epoch {self.epoch} was released cleanly"
+        if not self.run_id or self.run_id != run_id:
+            return False, f"epoch {self.epoch} was recorded by an earlier Redis process (Redis restarted since)"
+        if not self.expires.isdigit():
+            return False, f"the record of epoch {self.epoch} says nothing of when it expires"
+        early = int(self.expires) - self.now_ms
+        if early > 0:
+            return False, (
+                f"the key of epoch {self.epoch} vanished {early / 1000:.3f} s before it was due to expire "
+                "(deleted, overwritten or shortened by hand?)"
+            )
+        return True, f"epoch {self.epoch} expired in this same Redis process"

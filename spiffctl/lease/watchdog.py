@@ -41,7 +41,9 @@ import time
 from spiffctl import prctl
 from spiffctl.lease import messages
 from spiffctl.lease.clock import now
-from spiffctl.lease.messages import Exited, Failed, Fence, How, Started, Stop
+from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
+
+INF = float("inf")
 
 GROUP_GONE_WAIT = 2.0  # after SIGKILL, how long to wait for the group to be reaped
 # Wake up at least this often: select() sleeps on CLOCK_MONOTONIC, which stops while the host is
@@ -67,10 +69,14 @@ def shell_code(status: int) -> int:
 
 
 class Watchdog:
-    def __init__(self, control: int, report: int, fence: float, term_grace: float) -> None:
+    def __init__(self, control: int, report: int, fence: float | None, term_grace: float) -> None:
         self.control = control
         self.report_fd = report
-        self.fence = fence
+        # None: a warm child that was not told to go, which is not a scheduler and is not fenced.
+        self.fence = INF if fence is None else fence
+        self.warm = fence is None
+        self.go_w = -1  # warm: our end of the child's channel
+        self.child_reports = -1  # warm: the child's report pipe
         self.term_grace = term_grace
         self.stop_at: float | None = None  # when a stop was requested
         self.stop_grace = 0.0
@@ -111,6 +117,7 @@ class Watchdog:
             os.close(self.control)
             self.control = -1
             self.request_stop(self.term_grace)
+            self._close_channel()  # a warm child exits at once on its own, too
             return
         try:
             received = self.reader.feed(data)
@@ -122,6 +129,39 @@ class Watchdog:
                 self.fence = message.until
             elif isinstance(message, Stop):
                 self.request_stop(message.grace)
+            elif isinstance(message, Go):
+                self.go(message)
+
+    def go(self, message: Go) -> None:
+        """Arm the fence first; pass ``go`` on only while the fence's SIGTERM time is still ahead."""
+        self.fence = min(self.fence, message.until)
+        if self.go_w >= 0 and now() < self.fence - self.term_grace:
+            try:
+                os.write(self.go_w, f"go {message.epoch}\n".encode())
+            except OSError:
+                pass  # it is gone already; reaping it reports the end
+
+    def _close_channel(self) -> None:
+        if self.go_w >= 0:
+            os.close(self.go_w)
+            self.go_w = -1
+
+    def read_child_reports(self) -> None:
+        """The warm child's ``loaded`` / ``failed <reason>`` / ``unusable <reason>``, passed on as messages."""
+        try:
+            data = os.read(self.child_reports, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            os.close(self.child_reports)
+            self.child_reports = -1
+            return
+        for line in data.decode(errors="replace").splitlines():
+            word, _, reason = line.partition(" ")
+            if word == "loaded":
+                self.report(Loaded())
+            elif word in ("failed", "unusable"):
+                self.report(LoadFailed(word == "unusable", reason or "no reason given"))
 
     def reap(self) -> None:
         while True:
@@ -155,7 +195,7 @@ class Watchdog:
         assert self.code is not None
         if _killpg(self.pid, 0):
             _killpg(self.pid, signal.SIGTERM)
-            end = min(now() + self.term_grace, self.fence)
+            end = min(now() + self.term_grace, self.fence)  # fence may be INF: a warm child never told to go
             while now() < end and _killpg(self.pid, 0):
                 self.reap()
                 time.sleep(0.02)
@@ -182,7 +222,7 @@ class Watchdog:
             self.report(Exited(0, How.FENCED))
             return 0
         try:
-            child = subprocess.Popen(argv, cwd=cwd, start_new_session=True, close_fds=True)
+            child = self.spawn(argv, cwd)
         except OSError as e:
             code = 127 if e.errno == errno.ENOENT else 126
             self.report(Failed(code, e.strerror or str(e)))
@@ -197,7 +237,7 @@ class Watchdog:
             t = now()
             pending = [at for at, done in ((self.term_at(), self.termed), (self.kill_at(), self.killed)) if not done]
             timeout = max(0.0, min([*pending, t + MAX_SLEEP]) - t)
-            fds = [wake_r] + ([self.control] if self.control >= 0 else [])
+            fds = [wake_r] + [fd for fd in (self.control, self.child_reports) if fd >= 0]
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except InterruptedError:
@@ -209,18 +249,37 @@ class Watchdog:
                     pass
             if self.control in ready:
                 self.read_control()
+            if self.child_reports in ready:
+                self.read_child_reports()
+
+    def spawn(self, argv: list[str], cwd: str) -> subprocess.Popen[bytes]:
+        """The script, or a warm child with its channel and report fds appended to its arguments."""
+        if not self.warm:
+            return subprocess.Popen(argv, cwd=cwd, start_new_session=True, close_fds=True)
+        go_r, self.go_w = os.pipe()
+        self.child_reports, report_w = os.pipe()
+        try:
+            return subprocess.Popen(
+                [*argv, str(go_r), str(report_w)], cwd=cwd, start_new_session=True, pass_fds=(go_r, report_w)
+            )
+        finally:
+            os.close(go_r)
+            os.close(report_w)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spiffctl-watchdog")
     parser.add_argument("--control", type=int, required=True)
     parser.add_argument("--report", type=int, required=True)
-    parser.add_argument("--fence", type=float, required=True)
+    parser.add_argument("--fence", type=float, help="the lease's local deadline (omit with --warm)")
+    parser.add_argument("--warm", action="store_true", help="a warm child: unfenced until a go message")
     parser.add_argument("--term-grace", type=float, required=True)
     parser.add_argument("--cwd", required=True)
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
-    dog = Watchdog(args.control, args.report, args.fence, args.term_grace)
+    if args.warm == (args.fence is not None):
+        parser.error("give exactly one of --fence and --warm")
+    dog = Watchdog(args.control, args.report, None if args.warm else args.fence, args.term_grace)
     return dog.run(args.command, args.cwd)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from spiffctl import variables
 from spiffctl.errors import ConfigError
 
 FORMAT_VAR = "SPIFFCTL_LOG_FORMAT"
@@ -32,9 +33,6 @@ def choose(env: Mapping[str, str]) -> str:
 
 def check(env: Mapping[str, str]) -> None:
     """Refuse a bad ``SPIFFCTL_LOG_FORMAT`` (78) before anything is written."""
-    try:
-        choose(env)
-    except ValueError:
-        raise ConfigError(
-            f"{FORMAT_VAR}={env.get(FORMAT_VAR, '')!r} is not a log format; use auto, json or text"
-        ) from None
+    problem = variables.BY_NAME[FORMAT_VAR].judge(env.get(FORMAT_VAR) or AUTO)
+    if problem is not None:
+        raise ConfigError(str(problem))  # the variables table's words, as for every variable

@@ -115,6 +115,11 @@ def one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def clause(text: str) -> str:
+    """A driver's message, ready for "; <fix>" to follow: "Connection refused." ends a sentence."""
+    return one_line(text).rstrip(" .;")
+
+
 # How drivers say the TLS handshake or the server's certificate was refused.
 TLS_FAILURE = ("certificate verify failed", "certificate_verify_failed", "ssl handshake", "tlsv1 alert")
 # How servers say "you may not": wrong credentials (PostgreSQL, MySQL/MariaDB, Redis, RabbitMQ in

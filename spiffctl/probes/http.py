@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from spiffctl.probes import Outcome, classify_exception, ok, permanent, transient
 from spiffctl.settings import Endpoint
@@ -15,10 +17,24 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a probe reports what the URL itself answers
 
 
+def request(url: str) -> urllib.request.Request:
+    """``url`` as a request: its ``user:password@`` becomes a Basic Authorization header, as the
+    backend's HTTP client sends it. urllib would keep it in the host name and look it up (the
+    password sent to the DNS resolver)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return urllib.request.Request(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    bare = urlunsplit(parts._replace(netloc=hostport))
+    return urllib.request.Request(bare, headers={"Authorization": f"Basic {token}"})
+
+
 def get(url: str, timeout: float) -> tuple[int, bytes]:
     opener = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with opener.open(request(url), timeout=timeout) as resp:
             return resp.status, resp.read(65536)
     except urllib.error.HTTPError as e:
         return e.code, e.read(65536) if e.fp else b""

@@ -18,6 +18,7 @@ three roles share one environment.
 ====================== =========================================================================
 ``STANDIN_RECORD``     file to append JSON records to, one object per line (single O_APPEND write)
 ``STANDIN_PRINT``      text printed once at start to stdout and to stderr
+``STANDIN_PRINT_TIMES`` print that text this many times (default 1): a chatty role
 ``STANDIN_EXIT_AFTER`` seconds after start to exit by itself, with ``STANDIN_EXIT_CODE`` (default 0)
 ``STANDIN_STARTUP_DELAY`` seconds of "start-up" before ready (API: before it listens)
 ``STANDIN_IGNORE_TERM`` ``true``: ignore SIGTERM (record it) like a bash PID 1 in start-up;
@@ -125,6 +126,7 @@ from tests.servers import wait_until
 
 BACKEND_TEMPLATE = Path(__file__).resolve().parent / "backend"
 UV_DIR = Path(__file__).resolve().parent / "uv"
+SITE = Path(__file__).resolve().parent / "site"
 
 #: the fake backend's migration history, oldest first (tests/standins/backend/migrations/versions)
 REVISIONS: tuple[str, ...] = ("3c8f2d1a9b04", "7e1b5a0c4d92", "a94d06f3e2b7", "d2f7c81b35e0")
@@ -149,19 +151,24 @@ def copy_backend(dest: Path, *, migrations: bool = True) -> Path:
     return dest.resolve()
 
 
-def give_venv(backend: Path, *, python: str = sys.executable, argv_log: Path | None = None) -> Path:
+def give_venv(backend: Path, *, python: str = sys.executable, argv_log: Path | None = None, site: bool = False) -> Path:
     """Make ``<backend>/.venv/bin/python``, the backend venv's interpreter, run ``python`` (default:
     this test venv's, which has Celery); return its path.
 
     A wrapper, not a symlink: through a symlink Python would look for ``pyvenv.cfg`` next to the
     link and start without this venv's packages. With ``argv_log`` it appends each invocation's
-    arguments (one JSON list a line) first, so a test can check what ``ps`` would have shown."""
+    arguments (one JSON list a line) first, so a test can check what ``ps`` would have shown.
+    With ``site`` the stand-in ``spiffworkflow_backend`` and ``apscheduler`` (:data:`SITE`) are
+    importable by it, as the real packages are in the backend's venv."""
     bin_dir = backend / ".venv" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     wrapper = bin_dir / "python"
     wrapper.write_text(
         f"#!{python}\n"
         "import json, os, sys\n"
+        f"site = {str(SITE) if site else ''!r}\n"
+        "if site:\n"
+        "    os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [site, os.environ.get('PYTHONPATH')]))\n"
         f"log = {str(argv_log) if argv_log else ''!r}\n"
         "if log:\n"
         "    with open(log, 'a', encoding='utf-8') as f:\n"

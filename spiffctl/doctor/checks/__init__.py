@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from spiffctl.doctor.checks import backend, celery, config, connector, database, lease
+from spiffctl.doctor.checks import backend, celery, config, connector, database, lease, start
 from spiffctl.doctor.engine import Context, Spec
 from spiffctl.roles import ALL, Need
 from spiffctl.wait import describe
@@ -46,5 +46,6 @@ CHECKS: tuple[Spec, ...] = (
     Spec("broker", celery.broker, wanted=celery_role, where=at(Need.BROKER)),
     Spec("result backend", celery.result_backend, wanted=celery_role, where=at(Need.RESULT_BACKEND)),
     Spec("background lease", lease.check, wanted=singleton_role, where=lease.where),
+    Spec("background start", start.check, wanted=singleton_role),
     Spec("connector proxy", connector.check, on_timeout="warn", where=connector.liveness_url),
 )

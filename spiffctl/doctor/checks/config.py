@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-from spiffctl.doctor.engine import Context, Result, fail, ok, warn
+from spiffctl import state
+from spiffctl.doctor.engine import Context, Result, findings, ok
+from spiffctl.errors import ConfigError
+from spiffctl.problem import Problem
 from spiffctl.roles import SCHEDULER_IN_APP, overrides
-from spiffctl.settings import Problem, role_problems
+from spiffctl.settings import role_problems
 
 NAME = "configuration"
 
 
-def check(ctx: Context) -> list[Result]:
+def check(ctx: Context) -> Result:
     problems: list[Problem] = list(ctx.settings.problems)
     for role in ctx.roles:
         problems += [p for p in role_problems(ctx.settings, role) if p not in problems]
     problems += trap(ctx)
-    if not problems:
-        return [ok(NAME, "no problems found")]
-    rows: list[Result] = []
-    seen: dict[str, int] = {}
-    # One row per finding, named after its variable so JSON consumers can key on it.
-    for p in sorted(problems, key=lambda p: p.severity != "error"):
-        seen[p.variable] = seen.get(p.variable, 0) + 1
-        name = f"{NAME}: {p.variable}" + (f" #{seen[p.variable]}" if seen[p.variable] > 1 else "")
-        make = fail if p.severity == "error" else warn
-        rows.append(make(name, f"{p.variable} {p.message}", p.fix))
-    return rows
+    problems += run_folder(ctx)
+    return findings(NAME, problems) if problems else ok(NAME, "no problems found")
+
+
+def run_folder(ctx: Context) -> list[Problem]:
+    """The line every other command exits 78 with, as a finding of this check."""
+    try:
+        state.run_dir(ctx.settings.env, create=False)
+    except ConfigError as e:
+        detail, _, hint = e.message.partition("; ")
+        _, _, detail = detail.partition(": ")
+        return [Problem(state.RUN_DIR_VAR, detail, hint)]
+    return []
 
 
 def trap(ctx: Context) -> list[Problem]:

@@ -75,14 +75,19 @@ def _migration_holder(db: Endpoint, ctx: Context) -> str | None:
 
 
 def _unreachable(db: Endpoint, where: str, outcome: Outcome) -> Result:
-    low = outcome.detail.lower()
-    if "unknown database" in low or ("database" in low and "does not exist" in low):
-        hint = "create the database (the backend's migrations create tables, not the database itself)"
-    elif outcome.status is Status.PERMANENT:
-        hint = f"fix the user, password, database name or TLS settings in {db.variable}"
-    else:
-        hint = f"check that the server runs and that {db.variable} points at it"
+    hint = unreachable_hint(outcome.detail, outcome.status is Status.PERMANENT, "the server", db.variable)
     return fail(NAME, f"{where}: {outcome.detail}", hint)
+
+
+def unreachable_hint(detail: str, permanent: bool, server: str, variable: str) -> str:
+    """The fix for a database that did not let us in, matched to how it failed: a server that
+    answers "no such database" runs, so "check that it runs" would send the operator astray."""
+    low = detail.lower()
+    if "unknown database" in low or ("database" in low and "does not exist" in low):
+        return "create the database (the backend's migrations create tables, not the database itself)"
+    if permanent:
+        return f"fix the user, password, database name or TLS settings in {variable}"
+    return f"check that {server} runs and that {variable} points at it"
 
 
 def schema(ctx: Context, current: str, db: Endpoint) -> Result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spiffctl.doctor.checks.database import unreachable_hint
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
 from spiffctl.errors import ConfigError
 from spiffctl.lease.config import LOCK, LOCK_URL, LockConfig, lock_config, why_database
@@ -66,7 +67,7 @@ def _inspect(ctx: Context, config: LockConfig) -> list[Result]:
             fail(
                 NAME,
                 f"{config.store} {config.display}: {e}",
-                f"check that {config.store} runs and {config.source} points at it",
+                unreachable_hint(str(e), isinstance(e, StoreRefusal), config.store, config.source),
             )
         ]
     finally:

@@ -16,6 +16,11 @@ follows. So, when a session takes the lock, the last event in its history decide
 * nothing: this session has not watched long enough (first start, reconnected after a restart or
   failover, which a notification history does not survive): not proven.
 
+Any session of any user of the database may ``NOTIFY`` on the channel, so a hand (or a stray
+program) could send ``released E``. A release counts only when it comes from a backend this
+session saw holding the lock (its ``acquired`` notification, or the holder query of a standby's
+poll), by the notifying backend's pid; anything else is not proven.
+
 Epochs are ``txid_current()`` at acquisition: they grow across restarts and on promoted replicas.
 The holder names itself in ``application_name`` (``spiffctl bg epoch E pid P host``), which
 ``pg_stat_activity`` shows to standbys and to doctor. ``idle_session_timeout`` (PostgreSQL 14
@@ -47,7 +52,7 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 
 # The holding session: its name, address, and seconds idle (0 while it runs a query).
 HOLDER_QUERY = f"""
-SELECT a.application_name, coalesce(host(a.client_addr), 'the local socket'),
+SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'the local socket'),
        CASE WHEN a.state = 'idle' THEN extract(epoch FROM clock_timestamp() - a.state_change) ELSE 0 END
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
@@ -68,8 +73,9 @@ class PostgresSession:
         self.epoch = 0
         # Channel names are identifiers: hex digits keep this one safe to splice in.
         self.channel = f"spiffctl_{self.key & 0xFFFF_FFFF_FFFF_FFFF:016x}"
-        self.events: list[str] = []
-        self.conn.add_notify_handler(lambda n: self.events.append(n.payload))
+        self.events: list[tuple[str, int]] = []  # (payload, the notifying backend's pid)
+        self.holders: set[int] = set()  # backends this session saw holding the lock
+        self.conn.add_notify_handler(lambda n: self.events.append((n.payload, n.pid)))
         self.conn.execute(f"LISTEN {self.channel}")
         if int(str(self.lock.one("SELECT current_setting('server_version_num')", ()))) >= 140000:
             self.conn.execute("SELECT set_config('idle_session_timeout', %s, false)", (str(int(ttl * 1000)),))
@@ -79,7 +85,7 @@ class PostgresSession:
             return None
         # A query after the lock's: notifications reach the client between commands.
         epoch = int(str(self.lock.one("SELECT txid_current()", ())))
-        proven, why = judge(self.events)
+        proven, why = judge(self.events, self.holders)
         self.events.clear()
         name = f"spiffctl bg epoch {epoch} pid {self.pid} {self.host}"[:63]
         self.conn.execute(
@@ -96,7 +102,8 @@ class PostgresSession:
         row = self.lock.row(HOLDER_QUERY, self.lock.halves)
         if row is None:
             return None
-        name, address, idle = str(row[0] or ""), str(row[1]), float(row[2] or 0)
+        self.holders.add(int(row[0]))
+        name, address, idle = str(row[1] or ""), str(row[2]), float(row[3] or 0)
         left = max(0.0, self.ttl - idle)
         found = NAME.match(name)
         if found is None:  # a session that took the lock but has not named itself yet
@@ -115,11 +122,14 @@ class PostgresSession:
         self.lock.close()
 
 
-def judge(events: list[str]) -> tuple[bool, str]:
+def judge(events: list[tuple[str, int]], holders: set[int]) -> tuple[bool, str]:
     """How the previous lease ended, from the last event this session saw (see the module's doc)."""
     if not events:
         return False, "no release seen since this replica started watching the lease"
-    what, _, epoch = events[-1].partition(" ")
+    (what, _, epoch), pid = events[-1][0].partition(" "), events[-1][1]
     if what == "released":
-        return True, f"epoch {epoch} was released cleanly"
+        acquirers = {p for payload, p in events if payload.startswith("acquired ")}
+        if pid in holders | acquirers:
+            return True, f"epoch {epoch} was released cleanly"
+        return False, f"a release of epoch {epoch} came from a session never seen holding the lease (by hand?)"
     return False, f"the session of epoch {epoch} ended without releasing the lease"

@@ -5,10 +5,16 @@ kernel (``flock`` does not work across hosts on NFS and other network filesystem
 drops the lock when the holder's process dies. The file says what happened last, one JSON line:
 ``{"state": "held", "epoch": N, "host": ..., "pid": ..., "since": ...}`` while held, and
 ``{"state": "released", "epoch": N}`` after a clean release (written after the script exited,
-before the unlock). A new holder reads it under the lock: ``released`` proves the previous lease
-ended, and so does an empty file (a holder writes its record before its script may start);
-``held`` means its holder died holding it, so its script may still run until its own deadline.
-Epochs count up in the file. Deleting the file while a Background runs breaks the lock.
+before the unlock). A new holder reads it under the lock: only ``released`` proves the previous
+lease ended. ``held`` means its holder died holding it; an empty, missing or unreadable record
+proves nothing either (first use, or a hand deleted or emptied the file while a holder ran: a
+new file is a new lock, free at once): both wait one TTL. Epochs count up in the file.
+
+A hand on the file. The holder checks at every renewal that the path still names the file it
+locked and that the file still holds its own record; otherwise it fences (and writes its record
+back first, so a rewritten ``released`` line proves nothing to the next holder). An acquirer
+whose descriptor names a file that was deleted or replaced opens the path again, so two
+processes never hold locks on two different files at once for long.
 
 There is no server to drop a frozen holder: a holder that is frozen (SIGSTOP) keeps the lock
 until it resumes; its script is fenced at its deadline all the same.
@@ -30,7 +36,9 @@ from spiffctl.settings import Endpoint
 class SQLiteSession:
     def __init__(self, endpoint: Endpoint, name: str, ttl: float, *, host: str, pid: int) -> None:
         # The file is named after the lock (so after SPIFFCTL_LOCK_KEY), like the other kinds' locks.
-        self.lock = FileLock(endpoint, f"lease-{name.rsplit(':', 1)[-1][:12]}")
+        self.endpoint = endpoint
+        self.purpose = f"lease-{name.rsplit(':', 1)[-1][:12]}"
+        self.lock = FileLock(endpoint, self.purpose)
         self.path = self.lock.path
         self.ttl = ttl
         self.host = host
@@ -50,25 +58,48 @@ class SQLiteSession:
         os.pwrite(self.lock.fd, (json.dumps(data) + "\n").encode(), 0)
         os.fsync(self.lock.fd)
 
+    def _current(self) -> bool:
+        """The path still names the file our descriptor has open (nobody deleted or replaced it)."""
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        ours = os.fstat(self.lock.fd)
+        return (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino)
+
+    def _ours(self) -> dict[str, Any]:
+        return {"state": "held", "epoch": self.epoch, "host": self.host, "pid": self.pid}
+
     def acquire(self) -> Acquisition | None:
+        if not self._current():
+            self.lock.close()  # a lock on a file nobody else can find any more protects nothing
+            self.lock = FileLock(self.endpoint, self.purpose)
         if not self.lock.try_flock():
             return None
         last = self._record(self.lock.fd)
         previous = last.get("epoch")
         previous = previous if isinstance(previous, int) else 0
         self.epoch = previous + 1
-        self._write({"state": "held", "epoch": self.epoch, "host": self.host, "pid": self.pid, "since": time.time()})
+        self._write({**self._ours(), "since": time.time()})
         self.held = True
         if last.get("state") == "released":
             return Acquisition(self.epoch, True, f"epoch {previous} was released cleanly")
         if not last:
-            # Every holder writes its record right after taking the lock and before its script
-            # may start: an empty file has never had a holder that ran one.
-            return Acquisition(self.epoch, True, f"{self.path} records no earlier holder")
+            return Acquisition(
+                self.epoch, False, f"{self.path} records no earlier holder (first use, or deleted or emptied by hand)"
+            )
         return Acquisition(self.epoch, False, f"the holder of epoch {previous} died holding the lease")
 
     def holds(self) -> bool:
-        return self.held
+        if not self.held:
+            return False
+        record = self._record(self.lock.fd)
+        if self._current() and {k: record.get(k) for k in self._ours()} == self._ours():
+            return True
+        # Deleted, replaced or rewritten by hand: fence. Our record back in our file first, so
+        # whoever locks it next waits one TTL instead of trusting what the hand wrote.
+        self._write({**self._ours(), "since": record.get("since")})
+        return False
 
     def holder(self) -> Holder | None:
         if self.held:

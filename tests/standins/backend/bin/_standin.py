@@ -332,7 +332,7 @@ def main(role: str, script: str) -> None:
             _exit(1)
 
     text = _opt("PRINT")
-    if text:
+    for _ in range(int(_float("PRINT_TIMES", 1) or 1) if text else 0):
         say(text)
         say(text, err=True)
     if _flag("ORPHAN") == "true":
