@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn, Protocol
 
 import typer
 
-from spiffctl import __version__, bounded, numbers, variables
+from spiffctl import __version__, bounded, log, numbers, variables
 from spiffctl.errors import CONFIG, USAGE, SpiffctlError
 from spiffctl.roles import ALL
 
@@ -132,11 +132,15 @@ def run(
 
 
 @app.command(short_help="List the roles of the running all-in-one (state, pid, uptime).")
-def status() -> None:
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document: each role's state and the lease's last event.")
+    ] = False,
+) -> None:
     """One line per role of the running all-in-one: state, pid, uptime. Exit 3 when nothing runs."""
     from spiffctl.commands import status as command
 
-    raise typer.Exit(command.status())
+    raise typer.Exit(command.status(as_json=as_json))
 
 
 @app.command(short_help="Explain what is wrong and how to fix it (table or JSON).")
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except SpiffctlError as e:
         scrub = _scrubber()
         for line in e.message.splitlines():
-            print(f"spiffctl: {scrub(line)}", file=sys.stderr)
+            log.say(scrub(line), level="ERROR")
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -223,13 +227,13 @@ def _framework_error(e: Exception) -> int:
         if param is not None and getattr(param, "opts", None):
             e.param_hint = list(param.opts)  # type: ignore[attr-defined]  # the flag only: it was the flag
         message = _scrubber()(" ".join(e.format_message().split()))
-        print(f"spiffctl: {message} (see {where} --help)", file=sys.stderr)
+        log.say(f"{message} (see {where} --help)", level="ERROR")
         return int(e.exit_code)
     from spiffctl.errors import DEBUG_VAR, SOFTWARE, internal_error
 
     if os.environ.get(DEBUG_VAR):
         raise e
-    print(f"spiffctl: {internal_error(f'{type(e).__name__}: {_scrubber()(str(e))}')}", file=sys.stderr)
+    log.say(internal_error(f"{type(e).__name__}: {_scrubber()(str(e))}"), level="ERROR")
     return SOFTWARE
 
 

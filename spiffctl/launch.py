@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
+from spiffctl import log
 from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigProblems, SpiffctlError
 from spiffctl.roles import CHILD_ENV_DEFAULTS, SCHEDULER_IN_APP, Role, overrides
 from spiffctl.settings import Settings, role_problems
@@ -20,7 +21,7 @@ from spiffctl.wait import Say
 
 
 def say(message: str) -> None:
-    print(f"spiffctl: {message}", file=sys.stderr, flush=True)
+    log.say(message)
 
 
 def prepare(settings: Settings, role: Role, *, say: Say = say) -> None:

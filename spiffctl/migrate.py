@@ -42,7 +42,7 @@ from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, Unavailabl
 from spiffctl.redact import Redactor, redact_urls_in_bytes
 from spiffctl.roles import Need, Role
 from spiffctl.settings import Endpoint, P, Settings
-from spiffctl.wait import Say, describe
+from spiffctl.wait import Say, describe, waiting_event
 
 UPGRADE_DB = P + "UPGRADE_DB"
 DOWNGRADE_DB = P + "DOWNGRADE_DB"
@@ -182,7 +182,8 @@ def _acquire(
                         f"the migration lock is still held by {holder} after {timeout:g} s ({where}); check that "
                         f"replica, or raise {schema.TIMEOUT_VAR} if its migration is just long"
                     )
-                say(f"waiting for the migration lock, held by {holder} ({where}, {now - started:.0f} s)")
+                text = f"waiting for the migration lock, held by {holder} ({where}, {now - started:.0f} s)"
+                say(waiting_event(text, "migration lock", now - started, f"held by {holder}"))
                 waiting(f"the migration lock, held by {holder}")
                 last_progress = now
             time.sleep(schema.POLL)

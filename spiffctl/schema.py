@@ -23,7 +23,7 @@ from spiffctl.errors import CONFIG, SpiffctlError, UnavailableError
 from spiffctl.probes import Status
 from spiffctl.probes.sql import RevisionError, read_revision
 from spiffctl.settings import Endpoint
-from spiffctl.wait import Say, describe
+from spiffctl.wait import Say, describe, waiting_event
 
 # Between two reads while waiting: a replica starts within this of the schema reaching head.
 POLL = 0.25
@@ -189,7 +189,7 @@ def wait_for_head(
             if now - last_progress >= PROGRESS_EVERY:
                 last_progress = now
                 line = f"waiting for the schema: {what}; {migration_holder(endpoint)} ({now - started:.0f} s)"
-                say(line)
+                say(waiting_event(line, "schema", now - started, what))
                 waiting(f"the schema: {what}")
             time.sleep(POLL)
     finally:

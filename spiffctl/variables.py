@@ -164,6 +164,17 @@ VARIABLES: tuple[Variable, ...] = (
         case_sensitive=False,
     ),
     Variable(
+        "SPIFFCTL_LOG_FORMAT",
+        "spiffctl",
+        "choice",
+        "auto",
+        "`json`: every line spiffctl writes (and, in the all-in-one, every role's line) is one JSON object; "
+        "`text`: `spiffctl: ...` and `api | ...`; `auto`: JSON when `SPIFFWORKFLOW_BACKEND_ENV` is set and not "
+        "`local_development`",
+        choices=("auto", "json", "text"),
+        case_sensitive=False,
+    ),
+    Variable(
         "SPIFFCTL_LOCK_URL",
         "spiffctl",
         "url",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from spiffctl import bounded, probes, procfs
 from spiffctl.errors import UnavailableError
+from spiffctl.log import Event
 from spiffctl.probes import Status
 from spiffctl.redact import Redactor
 from spiffctl.settings import Endpoint
@@ -75,10 +76,16 @@ def wait_for(
                     f"check that it runs and {endpoint.variable} points at it, or raise --wait-timeout"
                 )
             if now - last_progress >= PROGRESS_EVERY:
-                say(f"waiting for {describe(endpoint)}: {detail} ({_secs(now - started)} s of {_secs(timeout)} s)")
+                text = f"waiting for {describe(endpoint)}: {detail} ({_secs(now - started)} s of {_secs(timeout)} s)"
+                say(waiting_event(text, describe(endpoint), now - started, detail, timeout=timeout))
                 last_progress = now
             time.sleep(delay)
             delay = min(delay * 2, MAX_DELAY)
+
+
+def waiting_event(text: str, dependency: str, waited: float, error: str, timeout: float | None = None) -> Event:
+    """A wait's progress line as an event: what is waited for, for how long, the last error."""
+    return Event(text, "waiting", dependency=dependency, waited=round(waited, 1), error=error, timeout=timeout)
 
 
 def bounded_check(endpoint: Endpoint, limit: float) -> probes.Outcome:

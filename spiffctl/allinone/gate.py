@@ -21,7 +21,7 @@ from spiffctl.errors import UnavailableError
 from spiffctl.health import one_role
 from spiffctl.roles import ROLES
 from spiffctl.settings import Settings
-from spiffctl.wait import Say
+from spiffctl.wait import Say, waiting_event
 
 START_AFTER = "SPIFFCTL_START_AFTER"
 POLL = 0.25
@@ -47,6 +47,7 @@ def start_after(
             if now - started >= timeout:
                 raise UnavailableError(f"the {name} role did not answer within {timeout:g} s ({line})")
             if now - last_progress >= PROGRESS_EVERY:
-                say(f"starting after the {name} role, which does not answer yet ({line})")
+                text = f"starting after the {name} role, which does not answer yet ({line})"
+                say(waiting_event(text, f"the {name} role", now - started, line))
                 last_progress = now
             time.sleep(POLL)

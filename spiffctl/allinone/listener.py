@@ -44,6 +44,7 @@ from supervisor import events
 from supervisor.medusa import asyncore_25
 from supervisor.states import ProcessStates, SupervisorStates
 
+from spiffctl import log
 from spiffctl.allinone import dropwriter, orphans
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
 from spiffctl.redact import Redactor
@@ -77,7 +78,9 @@ HANDED_SECRETS: set[str] = set()
 
 
 def say(message: str) -> None:
-    write_all(2, f"spiffctl: {message}\n".encode())
+    text = log.line(message)
+    if text is not None:
+        write_all(2, f"{text}\n".encode())
 
 
 def output_redactor(env: Mapping[str, str]) -> Redactor:
@@ -110,6 +113,15 @@ def exit_code_of(status: int | None, fallback: int | None) -> tuple[int, str]:
     if fallback is None or fallback < 0:
         return 1, "exited (code unknown)"
     return fallback, f"exited with code {fallback}"
+
+
+def prefixer(scrub: Redactor) -> LinePrefixer:
+    """The roles' lines as the operator chose: ``role | line`` or JSON objects."""
+    if log.use_json():
+        from spiffctl.log.child import JsonLines
+
+        return JsonLines(scrub=scrub)
+    return LinePrefixer(scrub=scrub)
 
 
 class WakeUp:
@@ -164,7 +176,7 @@ class Watcher:
         self.stop_grace = stop_grace
         self.exits: dict[str, int] = {}
         self.statuses: dict[int, int] = {}  # pid -> raw wait status, for exit codes and signals
-        self.prefixer = LinePrefixer(scrub=output_redactor(os.environ))
+        self.prefixer = prefixer(output_redactor(os.environ))
         self.stop_announced = False
 
     def install(self) -> None:
@@ -233,6 +245,8 @@ class Watcher:
         process = event.process
         name = process.config.name
         state = process.get_state()
+        if state == ProcessStates.RUNNING:
+            say(log.Event(f"{name} started (pid {process.pid})", "started", json_only=True, role=name, pid=process.pid))
         if state not in (ProcessStates.EXITED, ProcessStates.STOPPED, ProcessStates.BACKOFF, ProcessStates.FATAL):
             return
         self.prefixer.flush(name)
@@ -240,13 +254,19 @@ class Watcher:
         stopping = self.options.mood < SupervisorStates.RUNNING
         if state == ProcessStates.STOPPED:
             if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-                say(f"{name} did not stop within its grace period and was killed (SIGKILL)")
+                text = f"{name} did not stop within its grace period and was killed (SIGKILL)"
+                say(log.Event(text, "killed", level="WARNING", role=name, code=KILLED))
                 self.record(name, KILLED, f"{name} did not stop in time and was killed")
+            else:
+                code, _ = exit_code_of(status, process.exitstatus)
+                say(log.Event(f"{name} stopped with code {code}", "stopped", json_only=True, role=name, code=code))
             return
         if state == ProcessStates.EXITED:
             code, words = exit_code_of(status, process.exitstatus)
             if stopping:
-                return  # exited on its own while everything stops: nothing left to decide
+                # exited on its own while everything stops: nothing left to decide
+                say(log.Event(f"{name} stopped with code {code}", "stopped", json_only=True, role=name, code=code))
+                return
             self.count_exit(name, code, words)
         elif state == ProcessStates.BACKOFF:
             # startsecs=0 makes every exit EXITED; BACKOFF means supervisord could not spawn it.
@@ -259,7 +279,8 @@ class Watcher:
     def count_exit(self, name: str, code: int, words: str) -> None:
         self.exits[name] = self.exits.get(name, 0) + 1
         if self.exits[name] <= self.restarts:
-            say(f"{name} {words}; restarting it ({self.exits[name]} of {self.restarts} restarts)")
+            text = f"{name} {words}; restarting it ({self.exits[name]} of {self.restarts} restarts)"
+            say(log.Event(text, "restarted", level="WARNING", role=name, code=code, restart=self.exits[name]))
             return
         self.fail(name, code or 1, words)
 
@@ -267,7 +288,7 @@ class Watcher:
         if OUTCOME.code or self.options.mood < SupervisorStates.RUNNING:
             return
         budget = f" after {self.restarts} restart{'s' if self.restarts != 1 else ''}" if self.restarts else ""
-        say(f"{name} {words}{budget}; stopping every role")
+        say(log.Event(f"{name} {words}{budget}; stopping every role", "exited", level="ERROR", role=name, code=code))
         self.record(name, code, f"{name} {words}")
         self.stop_announced = True
         for group in self.supervisord.process_groups.values():

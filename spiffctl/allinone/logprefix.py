@@ -62,8 +62,7 @@ class LinePrefixer:
         if tail:
             self.partial[key] = tail
         if newline:
-            prefix = role.encode() + SEPARATOR
-            write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
+            self.write(role, channel, text)
 
     def flush(self, role: str) -> None:
         """The role ended: write what is left of its lines (no newline came)."""
@@ -71,7 +70,12 @@ class LinePrefixer:
             stream = self.streams.pop((role, channel), None)
             tail = self.partial.pop((role, channel), b"") + (stream.flush() if stream else b"")
             if tail:
-                write_all(self.fds.get(channel, 1), role.encode() + SEPARATOR + self._clean(tail) + b"\n")
+                self.write(role, channel, self._clean(tail))
+
+    def write(self, role: str, channel: str, text: bytes) -> None:
+        """Write complete, scrubbed lines (``text`` holds them without the last newline)."""
+        prefix = role.encode() + SEPARATOR
+        write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
 
     def _clean(self, data: bytes) -> bytes:
         # Values were masked on the stream; what is left is the structural pass over URLs.

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from spiffctl import prctl, privdir, procfs
+from spiffctl import log, prctl, privdir, procfs
 from spiffctl.allinone import dropwriter, handoff, listener
 from spiffctl.errors import CONFIG, SOFTWARE
 
@@ -135,6 +135,7 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, _early)
     stop_with_parent()
     become_subreaper()
+    log.set_role("all")
     listener.HANDED_SECRETS |= handoff.take(os.environ)
     # supervisord's pidfile and socket: owner only. The roles get the operator's umask back
     # through each program's umask= line.

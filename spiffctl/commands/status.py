@@ -12,6 +12,7 @@ Exit codes: 0 every role RUNNING · 1 some role is not RUNNING (waiting, startin
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import xmlrpc.client
@@ -75,7 +76,21 @@ def connect(path: Path) -> Any:
     return xmlrpc.client.ServerProxy("http://localhost", transport=transport)
 
 
-def status() -> int:
+def document(infos: list[dict[str, Any]], supervisor_state: str, outcome: dict[str, Any], base: Path) -> str:
+    """``status --json``: each role's state, the supervisor's, how the run ended, the lease's last event."""
+    roles = []
+    for info in infos:
+        name, statename, *_ = line(info, base).split()
+        roles.append(
+            {"role": name, "state": statename, "pid": info.get("pid") or None, "detail": waiting_on(info, base)}
+        )
+    background = state.read_json(state.role_run_dir(base, "background") / state.BACKGROUND_FILE) or {}
+    lease = background.get("last_event") if isinstance(background.get("last_event"), dict) else None
+    doc = {"supervisor": supervisor_state, "roles": roles, "outcome": outcome or None, "lease": lease}
+    return json.dumps(doc)
+
+
+def status(*, as_json: bool = False) -> int:
     path = state.run_dir(create=False) / state.SOCKET_NAME
     nothing = (
         f"spiffctl: nothing runs: no all-in-one supervisor answers on {path} "
@@ -102,9 +117,11 @@ def status() -> int:
         socket.setdefaulttimeout(previous)
     base = path.parent
     lines = [line(info, base) for info in infos]
-    for text in lines:
+    if as_json:
+        print(document(infos, supervisor_state, outcome, base))
+    for text in [] if as_json else lines:
         print(text)
-    if supervisor_state != "RUNNING":
+    if supervisor_state != "RUNNING" and not as_json:
         reason = f": {outcome['message']}" if outcome.get("message") else ""
         print(f"spiffctl: supervisor is {supervisor_state.lower()}{reason}")
     # A role still waiting for the schema or the API is starting, not running.

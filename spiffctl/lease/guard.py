@@ -54,6 +54,7 @@ from spiffctl import procfs, state
 from spiffctl.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
 from spiffctl.lease import clock, messages
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
+from spiffctl.lease.events import last_event, lease_event
 from spiffctl.lease.machine import (
     Acquire,
     Acquired,
@@ -249,9 +250,17 @@ class Guard:
         self.child_pid: int | None = None  # as reported by the watchdog: our own record for a bug's fence
         self.exit: Exit | None = None
         self.where = f"the lease lives in {names.store}, TTL {config.ttl:g} s"
+        self.store_name, self.ttl = names.store, config.ttl
+        self.last_event: dict[str, object] | None = None  # for the state file: `status --json` shows it
 
-    def say(self, message: str) -> None:
-        self._log(self.settings.redactor(f"lease: {message}"))
+    def say(self, message: str, event: str | None = None, fields: dict[str, object] | None = None) -> None:
+        text = self.settings.redactor(f"lease: {message}")
+        if event is not None:
+            text = lease_event(
+                text, event, fields or {}, store=self.store_name, ttl=self.ttl, redact=self.settings.redactor
+            )
+            self.last_event = last_event(text)
+        self._log(text)
 
     def redact(self, text: str) -> str:
         return one_line(self.settings.redactor(text))
@@ -338,8 +347,8 @@ class Guard:
     def _perform(self, action: Action) -> Event | None:
         """Do what the machine asked; the answer when the action is a question to the world."""
         match action:
-            case Say(text=text):
-                self.say(text)
+            case Say(text=text, event=event, fields=fields):
+                self.say(text, event, dict(fields))
             case WriteState():
                 self._declare_wait(action)
                 _write_state(
@@ -350,6 +359,7 @@ class Guard:
                     holder=action.holder,
                     store=action.store_ok,
                     interval=action.interval,
+                    last_event=self.last_event,
                     **_warm_fields(action),
                 )
             case CheckStore():

@@ -177,6 +177,8 @@ Event = (
 @dataclass(frozen=True)
 class Say:
     text: str
+    event: str | None = None  # a lease transition (docs/logs.md), with its fields
+    fields: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,7 @@ class _Then:
     say: str | None
     code: int | None = None
     error: str | None = None
+    event: str | None = None  # the transition said with it; default: released (handed-off on a signal)
     pause: float = 0.0  # back on standby: poll the store again only after this long
 
 
@@ -484,10 +487,13 @@ class Machine:
         self.warm_failures = 0
         took = f"in {now - self.warm_started:.1f} s"
         if self.armed:
-            out.append(Say(f"the app is loaded ({took}); the scheduler starts now"))
+            out.append(Say(f"the app is loaded ({took}); the scheduler starts now", "warm-loaded"))
         else:
             out.append(
-                Say(f"warm standby: the app is loaded ({took}); the scheduler starts as soon as we hold the lease")
+                Say(
+                    f"warm standby: the app is loaded ({took}); the scheduler starts as soon as we hold the lease",
+                    "warm-loaded",
+                )
             )
 
     def _load_failed(self, unusable: bool, reason: str, now: float, out: list[Action]) -> None:
@@ -497,7 +503,8 @@ class Machine:
             return
         self.warm_failures += 1
         pause = self._backoff(now)
-        out.append(Say(f"the warm child could not load the app: {reason}; trying again in {pause:g} s"))
+        text = f"the warm child could not load the app: {reason}; trying again in {pause:g} s"
+        out.append(Say(text, "warm-failed", (("reason", reason), ("retry_in", pause))))
 
     def _backoff(self, now: float) -> float:
         pause = min(self.t.poll * 2.0 ** min(self.warm_failures, 10), WARM_BACKOFF_MAX)
@@ -507,7 +514,8 @@ class Machine:
     def _warm_unusable(self, reason: str, out: list[Action]) -> None:
         if self.warm:
             self.warm = False
-            out.append(Say(f"warm start is not possible ({reason}); running {self.names.script_path} instead"))
+            text = f"warm start is not possible ({reason}); running {self.names.script_path} instead"
+            out.append(Say(text, "warm-fallback", (("reason", reason),)))
 
     def _warm_gone(self, what: str | None, now: float, out: list[Action]) -> None:
         """An unarmed warm child ended: not a scheduler, so the lease is untouched; load another later."""
@@ -517,7 +525,10 @@ class Machine:
         self.loaded_at = None
         if not self.dying and what is not None and self.warm:
             self.warm_failures += 1
-            out.append(Say(f"{what}; loading a new one in {self._backoff(now):g} s"))
+            pause = self._backoff(now)
+            out.append(
+                Say(f"{what}; loading a new one in {pause:g} s", "warm-failed", (("reason", what), ("retry_in", pause)))
+            )
         self.dying = False
 
     def _what(self) -> str:
@@ -540,7 +551,9 @@ class Machine:
             out.append(
                 Say(
                     f"standby: the Background lease is held by {who}; taking over when it ends "
-                    f"(key {self.names.key}, ttl {self.t.ttl:g} s)"
+                    f"(key {self.names.key}, ttl {self.t.ttl:g} s)",
+                    "standby",
+                    (("holder", who),),
                 )
             )
         self._standby_polled(now, who, out)
@@ -554,16 +567,18 @@ class Machine:
             return
         if not self.said_down:
             self.said_down = True
-            out.append(Say(f"standby: {self.names.store} is unreachable ({detail}); retrying every {self.t.poll:g} s"))
+            text = f"standby: {self.names.store} is unreachable ({detail}); retrying every {self.t.poll:g} s"
+            out.append(Say(text, "standby", (("holder", None), ("error", detail))))
         self._standby_polled(now, None, out)
 
     def _started(self, pid: int, now: float, out: list[Action]) -> None:
         self.child = pid
         self.next_state = now
         if not self.child_warm:
-            out.append(Say(f"started {self.names.script} (pid {pid}, epoch {self.epoch}) under the lease"))
+            text = f"started {self.names.script} (pid {pid}, epoch {self.epoch}) under the lease"
+            out.append(Say(text, "started", (("epoch", self.epoch), ("pid", pid))))
         elif not self.armed:
-            out.append(Say(f"warm child (pid {pid}) is loading the app with {self.names.python}"))
+            out.append(Say(f"warm child (pid {pid}) is loading the app with {self.names.python}", "warm-loading"))
 
     def _failed(self, code: int, reason: str, out: list[Action]) -> None:
         """The script could not be executed: nothing ran, so release, then exit with the shell's code."""
@@ -608,15 +623,19 @@ class Machine:
         self.failing_since = None
         self.lost = None
         out.append(self._state("holder"))
+        fields = (("epoch", event.epoch), ("proven", event.proven))
         if event.proven:
-            out.append(Say(f"acquired the lease, epoch {event.epoch} ({event.why}); starting {self._what()}"))
+            text = f"acquired the lease, epoch {event.epoch} ({event.why}); starting {self._what()}"
+            out.append(Say(text, "acquired", fields))
             self._start(now, out)
             return
         wait = self.t.unproven_wait
         out.append(
             Say(
                 f"acquired the lease, epoch {event.epoch}, but {event.why}: waiting {wait:.1f} s before starting "
-                f"{self._what()} so that a holder which lost the lease has stopped"
+                f"{self._what()} so that a holder which lost the lease has stopped",
+                "acquired",
+                fields,
             )
         )
         self.phase = Phase.WAITING
@@ -627,7 +646,9 @@ class Machine:
     def _renewed(self, valid_until: float, now: float, out: list[Action]) -> None:
         self.store_ok = True
         if self.failing_since is not None:
-            out.append(Say(f"renewed the lease again after {now - self.failing_since:.1f} s of failures"))
+            late = round(now - self.failing_since, 1)
+            text = f"renewed the lease again after {now - self.failing_since:.1f} s of failures"
+            out.append(Say(text, "renewed-late", (("epoch", self.epoch), ("late", late))))
         self.failing_since = None
         self.valid_until = valid_until
         self.next_renew = now + self.t.renew_every
@@ -652,7 +673,9 @@ class Machine:
             out.append(
                 Say(
                     f"cannot renew the lease at {self.names.store}: {detail}; retrying, {then} in {left:.1f} s "
-                    f"unless {self.names.store_kind} answers"
+                    f"unless {self.names.store_kind} answers",
+                    "renew-failing",
+                    (("epoch", self.epoch), ("error", detail), ("left", round(left, 1))),
                 )
             )
         self.next_renew = now + self.t.poll
@@ -661,12 +684,13 @@ class Machine:
 
     def _lost(self, reason: str, now: float, out: list[Action]) -> None:
         self.store_ok = True
+        lost = (("epoch", self.epoch), ("reason", reason))
         if self.phase is Phase.WAITING:
-            out.append(Say(f"lost the lease before starting: {reason}"))
+            out.append(Say(f"lost the lease before starting: {reason}", "lost", lost))
             self._to_standby(now, out)
             return
         self.lost = reason
-        out.append(Say(f"lost the lease: {reason}; stopping {self.names.script}"))
+        out.append(Say(f"lost the lease: {reason}; stopping {self.names.script}", "lost", lost))
         if self.watchdog:
             out.append(Stop(self.t.term_grace))
 
@@ -698,7 +722,8 @@ class Machine:
         if not self.watchdog:
             self._warm_up(now, out)  # none loaded (it failed, or ended): a cold start, still one app start
         waited = "" if self.loaded_at is None else f", warm since {now - self.loaded_at:.1f} s"
-        out.append(Say(f"starting the scheduler in the warm child (epoch {self.epoch}{waited})"))
+        text = f"starting the scheduler in the warm child (epoch {self.epoch}{waited})"
+        out.append(Say(text, "started", (("epoch", self.epoch), ("pid", self.child), ("warm", True))))
         out.append(Go(self.valid_until, self.epoch))
 
     def _child_gone(self, code: int, how: How, now: float, out: list[Action]) -> None:
@@ -722,7 +747,8 @@ class Machine:
             return
         if self.lost is not None:
             # Not ours any more: releasing would be a no-op, and the next holder needs no tombstone.
-            out.append(Say(f"{script} was fenced (code {code}) because the lease was lost: {self.lost}; {BACK}"))
+            text = f"{script} was fenced (code {code}) because the lease was lost: {self.lost}; {BACK}"
+            out.append(Say(text, "fenced", (("epoch", self.epoch), ("code", code), ("reason", self.lost))))
             self._to_standby(now, out)
             return
         reason = (
@@ -730,7 +756,8 @@ class Machine:
             if self.failing_since is not None
             else "the local deadline passed without a successful renewal"
         )
-        self._release(out, _Then(say=f"{script} was fenced (code {code}) because the lease was lost: {reason}; {BACK}"))
+        text = f"{script} was fenced (code {code}) because the lease was lost: {reason}; {BACK}"
+        self._release(out, _Then(say=text, event="fenced"))
 
     def _watchdog_gone(self, out: list[Action]) -> None:
         self.watchdog = False
@@ -781,15 +808,17 @@ class Machine:
             self.store_ok = False
         else:
             outcome = "the lease was no longer ours"
+        name = then.event or ("handed-off" if self.stop_signal is not None else "released")
+        fields = (("epoch", self.epoch), ("released", event.released))
         if then.code is not None:
             if then.say is not None:
-                out.append(Say(f"{then.say}; {outcome}"))
+                out.append(Say(f"{then.say}; {outcome}", name, (*fields, ("code", then.code))))
             self._exit(out, then.code, then.error)
             return
         if then.say is not None:
-            out.append(Say(then.say))
+            out.append(Say(then.say, name, fields))
         if event.failure is not None:
-            out.append(Say(outcome))
+            out.append(Say(outcome, None if then.say is not None else name, fields))
         self._to_standby(now, out)
         self.next_poll = now + then.pause
 
@@ -843,7 +872,9 @@ class Machine:
                     )
                 else:
                     why = "the local deadline passed before a renewal was due (spiffctl was delayed)"
-                out.append(Say(f"lost the lease before starting: {why}"))
+                out.append(
+                    Say(f"lost the lease before starting: {why}", "lost", (("epoch", self.epoch), ("reason", why)))
+                )
                 self._to_standby(now, out)
                 self._advance(now, out)  # poll at once
             elif now >= self.next_renew:
