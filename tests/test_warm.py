@@ -322,3 +322,23 @@ def test_bad_start_mode_is_78_in_the_all_in_one_before_any_role_starts(tmp_path)
     assert r.returncode == 78, r.stderr
     assert "SPIFFCTL_BACKGROUND_START: 'hot' is not one of warm, script" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "record").exists()  # no role started
+
+
+@pytest.mark.parametrize("importable", [True, False])
+def test_without_a_lease_the_warm_childs_own_lines_follow_the_log_format(tmp_path, importable):
+    c = Cluster(tmp_path, ttl=TTL, warm=True)
+    try:
+        if not importable:
+            (c.tmp / "backend" / ".venv" / "bin" / "python").write_text(
+                "#!/bin/sh\nPYTHONPATH= exec " + sys.executable + ' -S "$@"\n'
+            )
+        c.prime()
+        a = c.start("a", SPIFFCTL_LOCK="off", SPIFFCTL_LOG_FORMAT="json")
+        event = "started" if importable else "warm-fallback"
+        c.wait_log(a, f'"event": "{event}"', timeout=30)
+        [line] = [json.loads(x) for x in a.log().splitlines() if f'"event": "{event}"' in x]
+        assert line["logger"] == "spiffctl" and line["role"] == "background" and line["timestamp"].endswith("Z")
+        assert line.get("warm") is True if importable else "ModuleNotFoundError" in line["reason"]
+        assert not [x for x in a.log().splitlines() if x.startswith("spiffctl:")]
+    finally:
+        c.close()

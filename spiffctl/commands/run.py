@@ -70,7 +70,9 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
             from spiffctl.lease.start import WARM_CHILD
 
             state.remember_process(role.name, settings.backend_dir)
-            exec_script(start.python, settings.backend_dir, env, (str(WARM_CHILD), "--now", str(script)))
+            # The child cannot import spiffctl: it is told the format its two possible lines take.
+            fmt = "json" if log.use_json() else "text"
+            exec_script(start.python, settings.backend_dir, env, (str(WARM_CHILD), "--now", str(script), fmt))
     # The exec keeps this pid: healthcheck --role worker watches it, and pings from this root's venv.
     state.remember_process(role.name, settings.backend_dir)
     exec_script(script, settings.backend_dir, env)

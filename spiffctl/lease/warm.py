@@ -13,8 +13,9 @@ It does what ``bin/start_blocking_apscheduler.py`` does after its sleep, split i
    (they may have gone stale during days of waiting), then ``start_apscheduler(app.app,
    BlockingScheduler)``, which blocks.
 
-``warm.py --now SCRIPT`` (exec'd by spiffctl when the lease is off): import, ``create_app()`` and
-``start_apscheduler`` at once; without the entry points, exec SCRIPT.
+``warm.py --now SCRIPT [json|text]`` (exec'd by spiffctl when the lease is off): import,
+``create_app()`` and ``start_apscheduler`` at once; without the entry points, exec SCRIPT. Its own
+lines take the format spiffctl was asked for (``SPIFFCTL_LOG_FORMAT``, decided by spiffctl).
 
 Otherwise it never starts the scheduler on its own, and it exits as soon as CONTROL reaches end of file
 (its watchdog is gone): whatever it was doing, loading, waiting or scheduling.
@@ -22,9 +23,11 @@ Otherwise it never starts the scheduler on its own, and it exits as soon as CONT
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 EPOCH_VAR = "SPIFFCTL_LEASE_EPOCH"
@@ -86,24 +89,37 @@ def _entry_points() -> tuple[Any, Any, Any, Any]:
     return create_app, start_apscheduler, BlockingScheduler, db
 
 
-def now(script: str) -> int:
+def _say(fmt: str, message: str, event: str, **fields: object) -> None:
+    """One of spiffctl's own lines, in the format spiffctl chose (the fields of spiffctl.log's)."""
+    if fmt != "json":
+        print(f"spiffctl: {message}", file=sys.stderr, flush=True)
+        return
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    record: dict[str, object] = {"timestamp": stamp, "level": "INFO", "logger": "spiffctl", "message": message}
+    record |= {"role": os.environ.get("SPIFFCTL_ROLE") or None, "event": event, **fields}
+    print(json.dumps(record, ensure_ascii=False), file=sys.stderr, flush=True)
+
+
+def now(script: str, fmt: str = "text") -> int:
     """No lease (one Background on this box, e.g. the all-in-one): the scheduler after one app start.
 
     spiffctl execs us in its place instead of the script; without the entry points we exec the script."""
     try:
         create_app, start_apscheduler, BlockingScheduler, _db = _entry_points()
     except ImportError as e:
-        print(f"spiffctl: warm start is not possible ({_one_line(e)}); running {script} instead", file=sys.stderr)
-        sys.stderr.flush()
+        reason = _one_line(e)
+        _say(fmt, f"warm start is not possible ({reason}); running {script} instead", "warm-fallback", reason=reason)
         os.execv(script, [script])
-    print("spiffctl: starting the scheduler after one app start (warm start, no lease)", file=sys.stderr)
+    message = "starting the scheduler after one app start (warm start, no lease)"
+    _say(fmt, message, "started", pid=os.getpid(), warm=True)
     start_apscheduler(create_app().app, BlockingScheduler)
     return 0
 
 
 def main(argv: list[str]) -> int:
     if argv[1] == "--now":
-        return now(argv[2])
+        return now(argv[2], *argv[3:4])
     control, report = int(argv[1]), int(argv[2])
     channel = Channel(control)
     channel.start()
