@@ -15,7 +15,7 @@
   then the ping, which starts the backend venv's python, imports Celery and connects (~0.3 s on
   2 cores), then waits for the answer: a few ms from a healthy worker, the whole 0.8 s from a
   frozen one, which is why the wait is shortened when the caller's ``deadline`` is nearer.
-  ``bench/healthcheck.py`` (README, "spiffctl healthcheck"): 0.6 s healthy, 1.4 s frozen.
+  ``bench/healthcheck.py`` (docs/figures.md, H1): 0.6 s healthy, 1.4 s frozen.
 
   When the ping cannot run at all (no ``<backend root>/.venv/bin/python``, or no Celery in it),
   the worker is *unhealthy*, with the path and the fix in the line. Falling back to the old
