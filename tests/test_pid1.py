@@ -127,3 +127,30 @@ def test_pid1_exit_code_of_a_failing_role_reaches_the_runtime(tmp_path: Path):
         run.wait_for(r"^spiffctl: background exited with code 9; stopping every role$", stream="err", timeout=1)
     finally:
         run.cleanup()
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_supervisords_own_words_are_json_lines_in_json_mode(tmp_path: Path, fmt: str):
+    """A configuration supervisord refuses: its own "Error: ..." lines come out like a role's lines."""
+    import json
+    import subprocess
+    import sys
+
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    conf = folder / "supervisord.conf"
+    conf.write_text("[supervisord]\nnodaemon=maybe\n")
+    conf.chmod(0o600)
+    env = {**os.environ, "SPIFFCTL_LOG_FORMAT": fmt}
+    r = subprocess.run(
+        [sys.executable, "-m", "spiffctl.allinone.pid1", str(conf)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 70 and r.stdout == ""
+    if fmt == "text":  # unchanged: supervisord's text, then spiffctl's line
+        assert r.stderr.splitlines()[0] == "Error: not a valid boolean value: 'maybe'"
+        assert r.stderr.splitlines()[-1] == f"spiffctl: supervisord refused {conf} (exit 2)"
+        return
+    lines = [json.loads(line) for line in r.stderr.splitlines()]
+    said = [line for line in lines if line["role"] == "supervisord"]
+    assert said[0]["message"] == "Error: not a valid boolean value: 'maybe'" and said[0]["stream"] == "stderr"
+    assert lines[-1]["level"] == "ERROR" and lines[-1]["message"] == f"supervisord refused {conf} (exit 2)"

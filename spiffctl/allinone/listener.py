@@ -77,8 +77,8 @@ ORPHANS: orphans.Guard | None = None
 HANDED_SECRETS: set[str] = set()
 
 
-def say(message: str) -> None:
-    text = log.line(message)
+def say(message: str, *, level: str | None = None) -> None:
+    text = log.line(message, level=level)
     if text is not None:
         write_all(2, f"{text}\n".encode())
 

@@ -112,6 +112,23 @@ def write_pidfile(options: Any) -> None:
         options.unlink_pidfile = True
 
 
+class SupervisordStream:
+    """What supervisord writes to stdout or stderr itself, as JSON lines (``role``: supervisord)."""
+
+    def __init__(self, channel: str) -> None:
+        from spiffctl.log.child import JsonLines
+
+        self.channel = channel
+        self.lines = JsonLines()
+
+    def write(self, text: str) -> int:
+        self.lines.feed("supervisord", self.channel, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.lines.flush("supervisord")
+
+
 def finish(code: int) -> int:
     if listener.ORPHANS is not None:
         listener.ORPHANS.done()
@@ -129,7 +146,7 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         why = f"cannot be checked ({e.strerror})"
     if why:
-        listener.say(f"{argv[1]} {why}; refusing to start supervisord with it")
+        listener.say(f"{argv[1]} {why}; refusing to start supervisord with it", level="ERROR")
         return CONFIG
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early)
@@ -143,12 +160,16 @@ def main(argv: list[str]) -> int:
     from supervisor import options, supervisord
 
     options.ServerOptions.write_pidfile = write_pidfile
+    if log.use_json():
+        # supervisord's own words (a refused configuration) are lines of the run like any role's.
+        options.Options.stdout = SupervisordStream("stdout")
+        options.Options.stderr = SupervisordStream("stderr")
     try:
         supervisord.main(args=["-c", argv[1]])
     except SystemExit as e:
         # supervisord's own usage errors (it already printed the reason).
         if e.code not in (0, None):
-            listener.say(f"supervisord refused {argv[1]} (exit {e.code})")
+            listener.say(f"supervisord refused {argv[1]} (exit {e.code})", level="ERROR")
             return finish(SOFTWARE)
     signal.setitimer(signal.ITIMER_REAL, 0)  # the listener's stop tick
     return finish(listener.OUTCOME.code)
