@@ -9,9 +9,10 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spiffctl import redact
 from spiffctl.allinone import logprefix
 from spiffctl.allinone.logprefix import LinePrefixer
-from spiffctl.redact import Redactor
+from spiffctl.redact import Redactor, redact_url_in_text, redact_urls_in_bytes
 
 SECRETS = ["Tr0ub4dor#horse", "flask-session-key-0123", "s3cr3t\\path"]
 
@@ -83,3 +84,30 @@ def test_a_partial_line_is_written_when_the_role_ends():
 
 def test_bytes_that_are_not_utf8_pass_through():
     assert run([b"\xff\xfe raw Tr0ub4dor#horse\n"], Redactor(SECRETS)) == b"api | \xff\xfe raw ***\n"
+
+
+url_lines = st.lists(
+    st.one_of(
+        st.text(max_size=30),
+        st.binary(max_size=6).map(lambda b: b.decode("utf-8", "surrogateescape")),
+        st.sampled_from(
+            ["postgresql://u:pw@db/x", "x+y://h:1/?token=t&a=1", "redis://:p@r/0 ", "://", "1a://b", "é://"]
+        ),
+    ),
+    max_size=20,
+)
+
+
+@given(url_lines)
+def test_urls_are_redacted_line_by_line_as_in_the_whole_text(pieces):
+    text = "".join(pieces)
+    data = text.encode("utf-8", "surrogateescape")
+    expected = redact_url_in_text(text).encode("utf-8", "surrogateescape")
+    assert redact_urls_in_bytes(data) == expected
+
+
+def test_urls_shown_are_remembered_by_digest_not_by_their_text():
+    out = redact_urls_in_bytes(b"x\nconnect postgresql://spiff:not-a-known-pw@db/spiff failed\ny\n")
+    assert out == b"x\nconnect postgresql://spiff:***@db/spiff failed\ny\n"
+    assert redact._SHOWN and all(len(key) == 16 for key in redact._SHOWN)
+    assert not any("not-a-known-pw" in shown for shown in redact._SHOWN.values())

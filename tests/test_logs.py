@@ -134,6 +134,24 @@ def test_a_secret_in_a_json_line_is_scrubbed_and_the_line_still_parses():
     assert obj == {"role": "api", "message": "password *** here", "level": "ERROR"}
 
 
+def test_a_role_key_written_with_escapes_is_still_the_lines_own():
+    lines = ['{"r\\u006fle": "theirs", "n": 1}', '{"n": 2}', '{"message": "role"}', "{}"]
+    assert objects(run(["\n".join(lines).encode() + b"\n"])) == [
+        {"role": "theirs", "n": 1},
+        {"role": "api", "n": 2},
+        {"role": "api", "message": "role"},
+        {"role": "api"},
+    ]
+
+
+def test_a_line_nested_too_deep_to_parse_is_wrapped_not_raised():
+    line = '{"a": ' + "[" * 5_000  # short enough to be one line, deep enough for RecursionError
+    for chunk in ([line], [line, '{"b": 1}']):
+        got = objects(run(["\n".join(chunk).encode() + b"\n"]))
+        assert got[0]["message"] == line and got[0]["stream"] == "stdout"
+        assert got[1:] == [{"role": "api", "b": 1}][: len(chunk) - 1]
+
+
 # --- through the CLI -------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from spiffctl.allinone.logprefix import MAX_PARTIAL, LinePrefixer
 from spiffctl.redact import Redactor
+from spiffctl.scrub import MAX_ANCHORS, Pattern
 from tests.allinone_support import base_env, running
 
 PASSWORD = "p@ss w/rd+Ünï:%q'\\x"
@@ -129,3 +130,29 @@ def test_the_all_in_one_prints_no_form_of_any_secret(tmp_path: Path):
     assert everything.count("said *** here") >= len(lines) - 1
     for shown in [*printed(PASSWORD), *PEM.splitlines()[1:-1], PASSWORD[:4], PASSWORD[-4:]]:
         assert shown not in everything
+
+
+# --- searching around anchors (few secrets) finds exactly what a whole scan finds -------------
+
+anchor_secrets = st.lists(
+    st.text(st.sampled_from("abcdefXYZ0129-._~" * 4 + "#@:/ +%\"'\\éü"), min_size=4, max_size=14),
+    min_size=1,
+    max_size=4,
+).map(lambda found: found + [s[: len(s) // 2 + 2] for s in found])  # secrets holding others
+
+
+@settings(max_examples=300, deadline=None)
+@given(anchor_secrets, st.lists(st.integers(0, 10_000), max_size=12), st.text(max_size=20), st.integers(1, 64))
+def test_the_anchored_search_finds_what_a_whole_scan_finds(secrets, picks, noise, step):
+    pattern = Pattern(secrets)
+    shown = [form(s) for s in sorted(pattern.secrets) for form in FORMS.values()]
+    data = "".join(noise[: p % 7] + shown[p % len(shown)] for p in picks).encode("utf-8", "surrogateescape")
+    assert pattern.in_line is not None
+    assert [m.span() for m in pattern.finditer(data)] == [m.span() for m in pattern.in_line.finditer(data)]
+    assert stream_through(Redactor(secrets), data, step) == pattern.in_line.sub(b"***", data)
+
+
+def test_a_few_secrets_are_searched_by_anchor_and_many_by_the_alternation():
+    assert Pattern(["Tr0ub4dor#horse", 'quo"te\\pass-word']).anchors is not None
+    assert Pattern(["Tr0ub4dor#horse", PASSWORD]).anchors is None  # "ss", "rd": pieces too short to search for
+    assert Pattern([f"secret-number-{i:03d}" for i in range(MAX_ANCHORS + 1)]).anchors is None

@@ -50,7 +50,9 @@ class LinePrefixer:
             return
         key = (role, channel)
         if self.scrub is not None:
-            data = self.streams.setdefault(key, self.scrub.stream()).feed(data)
+            # (setdefault alone would build a scrubber for every chunk, to throw it away)
+            stream = self.streams.get(key) or self.streams.setdefault(key, self.scrub.stream())
+            data = stream.feed(data)
         buffered = self.partial.pop(key, b"") + data
         complete, newline, tail = buffered.rpartition(b"\n")
         if not newline:
@@ -75,7 +77,7 @@ class LinePrefixer:
     def write(self, role: str, channel: str, text: bytes) -> None:
         """Write complete, scrubbed lines (``text`` holds them without the last newline)."""
         prefix = role.encode() + SEPARATOR
-        write_all(self.fds.get(channel, 1), b"".join(prefix + line + b"\n" for line in text.split(b"\n")))
+        write_all(self.fds.get(channel, 1), prefix + text.replace(b"\n", b"\n" + prefix) + b"\n")
 
     def _clean(self, data: bytes) -> bytes:
         # Values were masked on the stream; what is left is the structural pass over URLs.
