@@ -14,14 +14,12 @@ the script's parent to renew the lease and fence the script (see :mod:`spiffctl.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NoReturn
 
 from spiffctl import log, migrate, schema, state
 from spiffctl.allinone import gate
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
-from spiffctl.log.choice import check as check_log_format
 from spiffctl.roles import get_role
 from spiffctl.settings import load
 from spiffctl.stopping import closing_line
@@ -30,7 +28,6 @@ from spiffctl.wait import wait_for
 
 def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: bool) -> NoReturn:
     role = get_role(role_name, allow_all=True)
-    check_log_format(os.environ)
     log.set_role(role_name)
     settings = load(backend_dir=backend_dir)
     # An unsafe run folder is refused before anything is written to it (78), for every role.

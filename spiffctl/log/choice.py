@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from spiffctl import variables
-from spiffctl.errors import ConfigError
-
 FORMAT_VAR = "SPIFFCTL_LOG_FORMAT"
 BACKEND_ENV = "SPIFFWORKFLOW_BACKEND_ENV"
 DEVELOPMENT = "local_development"
@@ -29,10 +26,3 @@ def choose(env: Mapping[str, str]) -> str:
         return value
     backend_env = env.get(BACKEND_ENV, "")
     return JSON if backend_env and backend_env != DEVELOPMENT else TEXT
-
-
-def check(env: Mapping[str, str]) -> None:
-    """Refuse a bad ``SPIFFCTL_LOG_FORMAT`` (78) before anything is written."""
-    problem = variables.BY_NAME[FORMAT_VAR].judge(env.get(FORMAT_VAR) or AUTO)
-    if problem is not None:
-        raise ConfigError(str(problem))  # the variables table's words, as for every variable
