@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from spiffctl.allinone.logprefix import LinePrefixer  # noqa: E402
 from spiffctl.log.child import JsonLines  # noqa: E402
-from spiffctl.redact import Redactor  # noqa: E402
+from spiffctl.util.redact import Redactor  # noqa: E402
 
 TYPICAL = [
     "Tr0ub4dor#horse",

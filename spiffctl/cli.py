@@ -15,9 +15,11 @@ from typing import Annotated, NoReturn, Protocol
 
 import typer
 
-from spiffctl import __version__, bounded, log, numbers, variables
-from spiffctl.errors import CONFIG, USAGE, SpiffctlError
+from spiffctl import __version__, log
+from spiffctl.config import variables
 from spiffctl.roles import ALL
+from spiffctl.util import bounded, numbers
+from spiffctl.util.errors import CONFIG, USAGE, SpiffctlError
 
 app = typer.Typer(
     name="spiffctl",
@@ -229,7 +231,7 @@ def _framework_error(e: Exception) -> int:
         message = _scrubber()(" ".join(e.format_message().split()))
         log.say(f"{message} (see {where} --help)", level="ERROR")
         return int(e.exit_code)
-    from spiffctl.errors import DEBUG_VAR, SOFTWARE, internal_error
+    from spiffctl.util.errors import DEBUG_VAR, SOFTWARE, internal_error
 
     if os.environ.get(DEBUG_VAR):
         raise e
@@ -251,6 +253,6 @@ def _bad_variable(e: Exception, ctx: Sourced | None) -> str:
 def _scrubber() -> Callable[[str], str]:
     """Every line spiffctl prints on the way out passes here: messages are redacted where they
     are made, and this is the net under them (a value quoted by a library, a missed path)."""
-    from spiffctl.redact import Redactor
+    from spiffctl.util.redact import Redactor
 
     return Redactor.for_env(os.environ)

@@ -37,9 +37,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from spiffctl import celeryping, procfs, state
+from spiffctl import celeryping, state
+from spiffctl.config.settings import PORT, Settings, load
 from spiffctl.roles import ALL, Health, Need, Role, roles_for
-from spiffctl.settings import PORT, Settings, load
+from spiffctl.util import procfs
 
 PROBE_TIMEOUT = 1.2
 STALE_FLOOR = 10.0

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from spiffctl import log
-from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigProblems, SpiffctlError
+from spiffctl.config.settings import Settings, role_problems
 from spiffctl.roles import CHILD_ENV_DEFAULTS, SCHEDULER_IN_APP, Role, overrides
-from spiffctl.settings import Settings, role_problems
+from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigProblems, SpiffctlError
 from spiffctl.wait import Say
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from spiffctl import procfs
+from spiffctl.util import procfs
 
 LISTEN = "0A"  # the kernel's TCP_LISTEN in /proc/net/tcp's ``st`` column
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from spiffctl.errors import USAGE, SpiffctlError
-from spiffctl.redact import quote
+from spiffctl.util.errors import USAGE, SpiffctlError
+from spiffctl.util.redact import quote
 
 SCHEDULER_IN_APP = "SPIFFWORKFLOW_BACKEND_RUN_BACKGROUND_SCHEDULER_IN_CREATE_APP"
 CELERY_ENABLED = "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"

@@ -1,7 +1,7 @@
 """spiffctl's private runtime folder: what ``run`` leaves for ``healthcheck`` and ``status``.
 
 One folder per container (``SPIFFCTL_RUN_DIR``; default ``$XDG_RUNTIME_DIR/spiffctl``, else
-``/run/spiffctl`` for root, else ``/tmp/spiffctl-<uid>``), private as :mod:`spiffctl.privdir` checks
+``/run/spiffctl`` for root, else ``/tmp/spiffctl-<uid>``), private as :mod:`spiffctl.util.privdir` checks
 it; files 0600, written atomically (write + rename) so a reader never sees half a file.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spiffctl import privdir, procfs
-from spiffctl.errors import ConfigError
-from spiffctl.redact import quote
+from spiffctl.util import privdir, procfs
+from spiffctl.util.errors import ConfigError
+from spiffctl.util.redact import quote
 
 RUN_DIR_VAR = "SPIFFCTL_RUN_DIR"
 ROLE_FILE = "role"

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from spiffctl import state
-from spiffctl.errors import SpiffctlError
+from spiffctl.util.errors import SpiffctlError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from spiffctl import bounded, probes, procfs
-from spiffctl.errors import UnavailableError
+from spiffctl import probes
+from spiffctl.config.settings import Endpoint
 from spiffctl.log import Event
 from spiffctl.probes import Status
-from spiffctl.redact import Redactor
-from spiffctl.settings import Endpoint
+from spiffctl.util import bounded, procfs
+from spiffctl.util.errors import UnavailableError
+from spiffctl.util.redact import Redactor
 
 FIRST_DELAY = 0.05
 MAX_DELAY = 0.25

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from spiffctl.settings import Endpoint, Need
+from spiffctl.config.settings import Endpoint, Need
 from tests import shared
 from tests.servers import (
     Blackhole,

@@ -14,13 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from spiffctl.errors import SpiffctlError
+from spiffctl.config.settings import load
 from spiffctl.launch import child_env, prepare, say, script_path
 from spiffctl.lease.guard import Guard, lease_config
 from spiffctl.lease.redis_store import RedisStore
 from spiffctl.lease.store import Grant, Holder, LeaseLost
 from spiffctl.roles import get_role
-from spiffctl.settings import load
+from spiffctl.util.errors import SpiffctlError
 
 
 class FaultyStore(RedisStore):

@@ -18,10 +18,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from spiffctl.config.settings import load
 from spiffctl.lease.config import lock_config
 from spiffctl.lease.redis_store import RedisStore
 from spiffctl.probes.redis import client
-from spiffctl.settings import load
 from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
 from tests.standins import give_venv
 

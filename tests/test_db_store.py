@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from spiffctl.config.settings import Endpoint, Need
 from spiffctl.lease.db_store import DatabaseStore
 from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
-from spiffctl.settings import Endpoint, Need
 from tests.servers import ClosedPort, eventually
 
 TTL = 3.0

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from spiffctl import dblock
-from spiffctl.settings import Endpoint, Need
+from spiffctl.config.settings import Endpoint, Need
 from tests.servers import wait_until
 
 
@@ -50,7 +50,7 @@ HOLD = textwrap.dedent(
     """
     import sys, time
     from spiffctl import dblock
-    from spiffctl.settings import Endpoint, Need
+    from spiffctl.config.settings import Endpoint, Need
     lock = dblock.open_lock(Endpoint(Need.DATABASE, sys.argv[1], sys.argv[2], "X"), "migrate", 5)
     assert lock.try_acquire()
     print("held", flush=True)

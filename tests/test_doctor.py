@@ -173,8 +173,8 @@ def test_schema_unknown_without_migrations_folder(backend, pg_db):
 
 def test_schema_migration_in_progress_names_the_lock_holder(backend, pg_db):
     from spiffctl import dblock
+    from spiffctl.config.settings import Endpoint
     from spiffctl.roles import Need
-    from spiffctl.settings import Endpoint
 
     set_revision(pg_db, BASE)
     lock = dblock.open_lock(Endpoint(Need.DATABASE, "postgres", pg_db, "X"), "migrate", 5)
@@ -476,10 +476,10 @@ def test_lease_nobody_holds_it_and_evicting_redis_fails(backend, make_server):
 
 
 def test_lease_without_redis_lives_in_the_database(backend, pg_database):
+    from spiffctl.config.settings import load
     from spiffctl.lease.config import lock_config
     from spiffctl.lease.db_store import DatabaseStore
     from spiffctl.lease.store import Grant
-    from spiffctl.settings import load
 
     r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend))
     check = r.check("background lease")

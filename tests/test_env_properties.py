@@ -8,8 +8,8 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spiffctl.errors import ConfigProblems
-from spiffctl.settings import load
+from spiffctl.config.settings import load
+from spiffctl.util.errors import ConfigProblems
 
 PLANTED = "PlantedPw9731"
 NAMES = [

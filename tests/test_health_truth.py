@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl import procfs
 from spiffctl.commands import status
+from spiffctl.util import procfs
 from tests.clirun import HTTPStub, spiffctl
 
 

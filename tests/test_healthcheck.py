@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl import procfs
+from spiffctl.util import procfs
 from tests.clirun import HTTPStub, backend_root, base_env, celery_worker, spiffctl
 from tests.servers import Blackhole, ClosedPort, PrivateRedis, wait_until
 from tests.standins import give_venv, read_records

@@ -9,10 +9,10 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spiffctl import redact
 from spiffctl.allinone import logprefix
 from spiffctl.allinone.logprefix import LinePrefixer
-from spiffctl.redact import Redactor, redact_url_in_text, redact_urls_in_bytes
+from spiffctl.util import redact
+from spiffctl.util.redact import Redactor, redact_url_in_text, redact_urls_in_bytes
 
 SECRETS = ["Tr0ub4dor#horse", "flask-session-key-0123", "s3cr3t\\path"]
 

@@ -15,7 +15,7 @@ from spiffctl import log
 from spiffctl.log.child import LINE_LIMIT, JsonLines
 from spiffctl.log.choice import FORMAT_VAR, choose
 from spiffctl.log.record import own_line
-from spiffctl.redact import Redactor
+from spiffctl.util.redact import Redactor
 from tests.allinone_support import base_env
 from tests.clirun import spiffctl
 from tests.logs_support import PRINTED, SECRET, joined, objects

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from spiffctl.errors import internal_error
 from spiffctl.lease import machine as machine_module
 from spiffctl.lease.machine import (
     Acquire,
@@ -48,6 +47,7 @@ from spiffctl.lease.machine import (
 )
 from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 from spiffctl.lease.timing import Timings, local_deadline
+from spiffctl.util.errors import internal_error
 
 PACKAGE = Path(machine_module.__file__).resolve().parent
 NAMES = Names(
@@ -78,9 +78,9 @@ def imports_of(module: Path) -> set[str]:
 
 def test_the_machine_imports_nothing_that_does_io():
     """Its own imports and theirs, all the way down: dataclasses, enum, typing and three pure modules
-    (``spiffctl.errors`` only for the exit codes and the internal-error line)."""
+    (``spiffctl.util.errors`` only for the exit codes and the internal-error line)."""
     allowed = {"__future__", "dataclasses", "enum", "typing"}
-    pure = {"spiffctl.lease.machine", "spiffctl.lease.messages", "spiffctl.lease.timing", "spiffctl.errors"}
+    pure = {"spiffctl.lease.machine", "spiffctl.lease.messages", "spiffctl.lease.timing", "spiffctl.util.errors"}
     seen, todo = set(), ["spiffctl.lease.machine"]
     while todo:
         name = todo.pop()

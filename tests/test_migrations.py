@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl import migrations
-from spiffctl.migrations import MigrationsError
+from spiffctl.schema import graph as migrations
+from spiffctl.schema.graph import MigrationsError
 
 
 def write(root: Path, revision: str, down: object, *, annotated: bool = False, extra: str = "") -> None:

@@ -24,13 +24,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from spiffctl import bounded, procfs
 from spiffctl.allinone import supervisor
 from spiffctl.cli import main
-from spiffctl.errors import SpiffctlError
+from spiffctl.config.settings import load
 from spiffctl.lease import guard
 from spiffctl.roles import roles_for
-from spiffctl.settings import load
+from spiffctl.util import bounded, procfs
+from spiffctl.util.errors import SpiffctlError
 from tests.clirun import backend_root, doctor_document
 from tests.servers import ClosedPort
 from tests.test_urls import passwords

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from spiffctl import probes
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import REFUSED, Status, classify_text
 from spiffctl.probes import redis as redis_probe
 from spiffctl.roles import Need
-from spiffctl.settings import Endpoint
 from tests.servers import ClosedPort, PrivateMariaDB, PrivatePostgres, PrivateRedis
 
 RIGHT, WRONG = "Right-Pa55", "Wrong-Pa55"

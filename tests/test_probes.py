@@ -11,10 +11,10 @@ import uuid
 import pytest
 
 from spiffctl import probes
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Status
 from spiffctl.probes import http as http_probe
 from spiffctl.roles import Need
-from spiffctl.settings import Endpoint
 
 
 def endpoint(kind: str, url: str, need: Need | None = Need.DATABASE) -> Endpoint:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spiffctl.redact import Redactor, env_secrets, redact_url, redact_url_in_text
+from spiffctl.util.redact import Redactor, env_secrets, redact_url, redact_url_in_text
 
 
 def test_password_in_userinfo():

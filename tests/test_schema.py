@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from spiffctl import schema
-from spiffctl.errors import CONFIG, SpiffctlError, UnavailableError
-from spiffctl.migrations import Graph
-from spiffctl.settings import Endpoint, Need
+from spiffctl.config.settings import Endpoint, Need
+from spiffctl.schema import revision as schema
+from spiffctl.schema.graph import Graph
+from spiffctl.util.errors import CONFIG, SpiffctlError, UnavailableError
 
 GRAPH = Graph({"r1": (), "r2": ("r1",), "r3": ("r2",)})
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spiffctl.allinone.logprefix import MAX_PARTIAL, LinePrefixer
-from spiffctl.redact import Redactor
-from spiffctl.scrub import MAX_ANCHORS, Pattern
+from spiffctl.util.redact import Redactor
+from spiffctl.util.scrub import MAX_ANCHORS, Pattern
 from tests.allinone_support import base_env, running
 
 PASSWORD = "p@ss w/rd+Ünï:%q'\\x"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spiffctl.errors import ConfigProblems
-from spiffctl.secrets import resolve_file_secrets
-from spiffctl.settings import load
+from spiffctl.config.secrets import resolve_file_secrets
+from spiffctl.config.settings import load
+from spiffctl.util.errors import ConfigProblems
 
 
 def test_file_content_becomes_the_variable(tmp_path):

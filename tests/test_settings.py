@@ -1,4 +1,4 @@
-"""Every configuration rule of spiffctl.settings, against the backend's documented semantics."""
+"""Every configuration rule of spiffctl.config.settings, against the backend's documented semantics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from spiffctl.config.settings import DERIVED, load, role_problems
 from spiffctl.roles import ROLES, Need
-from spiffctl.settings import DERIVED, load, role_problems
 
 BASE = {
     "FLASK_SESSION_SECRET_KEY": "a-session-key",
@@ -267,8 +267,8 @@ def test_relative_process_model_dir_must_be_absolute(tmp_path):
 
 
 def test_a_bad_celery_switch_is_one_problem_for_the_worker_too(tmp_path):
+    from spiffctl.config.settings import role_problems
     from spiffctl.roles import ROLES
-    from spiffctl.settings import role_problems
 
     s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="yes")
     assert [p.variable for p in s.errors] == ["SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"]

@@ -345,8 +345,8 @@ def test_a_second_all_in_one_on_the_same_run_dir_is_refused(tmp_path):
 def test_render_without_running(tmp_path):
     """The template renders each role once, with percent signs escaped for supervisord."""
     from spiffctl.allinone.supervisor import make_plan, render
+    from spiffctl.config.settings import load
     from spiffctl.roles import roles_for
-    from spiffctl.settings import load
 
     env = base_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "100%"))
     settings = load(env, backend_dir=Path(env["SPIFFCTL_BACKEND_DIR"]))

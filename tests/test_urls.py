@@ -1,4 +1,4 @@
-"""spiffctl.urls against the parsers that really read the URLs: SQLAlchemy for database URIs,
+"""spiffctl.util.urls against the parsers that really read the URLs: SQLAlchemy for database URIs,
 kombu (urllib) for the broker and the other URLs; and its display never shows a password."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kombu.utils.url import url_to_parts
 from sqlalchemy.engine import make_url
 
-from spiffctl import urls
+from spiffctl.util import urls
 
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
 # Distinctive 4-letter tokens: a password is tokens joined by random printable separators, so

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl import settings, variables
-from spiffctl.variables import VARIABLES
+from spiffctl.config import settings, variables
+from spiffctl.config.variables import VARIABLES
 from tests.clirun import backend_root, base_env, spiffctl
 
 UPGRADE_DB = "SPIFFWORKFLOW_BACKEND_UPGRADE_DB"
@@ -62,7 +62,7 @@ def test_python_boolean_other_text_is_refused(tmp_path, value):
 
 
 def test_readme_variables_table_is_the_table():
-    assert variables.markdown() in README.read_text(), "regenerate it: python -m spiffctl.variables"
+    assert variables.markdown() in README.read_text(), "regenerate it: python -m spiffctl.config.variables"
 
 
 def test_every_spiffctl_variable_the_code_reads_is_in_the_table():

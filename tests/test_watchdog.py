@@ -91,7 +91,8 @@ def test_watchdog_imports_only_the_standard_library_and_its_three_modules():
         "spiffctl.lease.clock",
         "spiffctl.lease.messages",
         "spiffctl.lease.watchdog",
-        "spiffctl.prctl",
+        "spiffctl.util",
+        "spiffctl.util.prctl",
     ]
     assert out.strip() == f"{expected} []"
 

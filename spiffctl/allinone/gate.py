@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 
 from spiffctl import state
-from spiffctl.errors import UnavailableError
+from spiffctl.config.settings import Settings
 from spiffctl.health import one_role
 from spiffctl.roles import ROLES
-from spiffctl.settings import Settings
+from spiffctl.util.errors import UnavailableError
 from spiffctl.wait import Say, waiting_event
 
 START_AFTER = "SPIFFCTL_START_AFTER"

@@ -47,7 +47,7 @@ from supervisor.states import ProcessStates, SupervisorStates
 from spiffctl import log
 from spiffctl.allinone import dropwriter, orphans
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
-from spiffctl.redact import Redactor
+from spiffctl.util.redact import Redactor
 
 # The failing role is already gone; the healthy ones get this much time at most, so that the
 # whole run ends within 5 s of the failure.

@@ -15,8 +15,8 @@ incomplete tail of each stream is kept until its newline (or the role's exit) ar
 from __future__ import annotations
 
 from spiffctl.allinone import dropwriter
-from spiffctl.redact import Redactor, redact_urls_in_bytes
-from spiffctl.scrub import StreamScrubber
+from spiffctl.util.redact import Redactor, redact_urls_in_bytes
+from spiffctl.util.scrub import StreamScrubber
 
 # A role that never writes a newline must not grow our memory without bound.
 MAX_PARTIAL = 64 * 1024
@@ -32,7 +32,7 @@ class LinePrefixer:
     """Splits chunks into lines and writes each line, scrubbed of secrets, with its role's prefix
     to fd 1 or 2.
 
-    Each stream is scrubbed as a stream (:class:`spiffctl.scrub.StreamScrubber`) before it is cut
+    Each stream is scrubbed as a stream (:class:`spiffctl.util.scrub.StreamScrubber`) before it is cut
     into lines: a secret split by a chunk boundary, or sitting across the cut of a line longer
     than :data:`MAX_PARTIAL`, is still seen whole. URLs are then redacted structurally per line.
     """

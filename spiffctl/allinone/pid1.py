@@ -32,9 +32,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from spiffctl import log, prctl, privdir, procfs
+from spiffctl import log
 from spiffctl.allinone import dropwriter, handoff, listener
-from spiffctl.errors import CONFIG, SOFTWARE
+from spiffctl.util import prctl, privdir, procfs
+from spiffctl.util.errors import CONFIG, SOFTWARE
 
 LEFTOVER_WAIT = 1.0
 

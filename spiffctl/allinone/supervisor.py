@@ -33,17 +33,18 @@ from pathlib import Path
 from string import Template
 from typing import NoReturn
 
-from spiffctl import state, variables
+from spiffctl import state
 from spiffctl.allinone import handoff
 from spiffctl.allinone.gate import START_AFTER
-from spiffctl.errors import ConfigError, ConfigProblems
+from spiffctl.config import variables
+from spiffctl.config.settings import Endpoint, Settings, role_problems
 from spiffctl.launch import script_path
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lock_config
 from spiffctl.lease.start import start_mode
-from spiffctl.redact import quote
 from spiffctl.roles import Role, roles_for
-from spiffctl.settings import Endpoint, Settings, role_problems
 from spiffctl.state import SOCKET_NAME
+from spiffctl.util.errors import ConfigError, ConfigProblems
+from spiffctl.util.redact import quote
 from spiffctl.wait import Say, wait_for
 
 RESTARTS = variables.RESTARTS

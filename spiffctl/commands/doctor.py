@@ -11,15 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from spiffctl import bounded, procfs
+from spiffctl.config.problem import Problem
+from spiffctl.config.settings import load
 from spiffctl.doctor import engine as doctor
 from spiffctl.doctor.checks import CHECKS
 from spiffctl.doctor.checks.config import NAME as CONFIGURATION
-from spiffctl.errors import CHECK_FAILED, CONFIG, OK, ConfigProblems
-from spiffctl.problem import Problem
-from spiffctl.redact import Redactor
 from spiffctl.roles import get_role, roles_for
-from spiffctl.settings import load
+from spiffctl.util import bounded, procfs
+from spiffctl.util.errors import CHECK_FAILED, CONFIG, OK, ConfigProblems
+from spiffctl.util.redact import Redactor
 
 # doctor answers within --timeout plus this, whatever the network does (measured from exec).
 SLACK = 0.3

@@ -9,12 +9,13 @@ import os
 import time
 from collections.abc import Callable
 
-from spiffctl import bounded, procfs, state
-from spiffctl.errors import CHECK_FAILED, OK, SpiffctlError
+from spiffctl import state
+from spiffctl.config.settings import load
 from spiffctl.health import State, every_role, judge, own_state
-from spiffctl.redact import quote
 from spiffctl.roles import ALL, ROLE_CHOICES, ROLES
-from spiffctl.settings import load
+from spiffctl.util import bounded, procfs
+from spiffctl.util.errors import CHECK_FAILED, OK, SpiffctlError
+from spiffctl.util.redact import quote
 
 # Docker's and Kubernetes' probes expect an answer in about 2 s; measured from exec, so the
 # interpreter's start-up counts.

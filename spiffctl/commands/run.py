@@ -2,8 +2,8 @@
 
 In order: the configuration (78), the script (127/126), the dependencies (69 when they stay
 down), then the schema: an API replica with ``SPIFFWORKFLOW_BACKEND_UPGRADE_DB=true`` applies the
-upgrade once across replicas under a database lock (:mod:`spiffctl.migrate`), every other role
-waits until the schema is at head (:mod:`spiffctl.schema`); in the all-in-one the Background and
+upgrade once across replicas under a database lock (:mod:`spiffctl.schema.upgrade`), every other role
+waits until the schema is at head (:mod:`spiffctl.schema.revision`); in the all-in-one the Background and
 the worker also wait for the API to answer (:mod:`spiffctl.allinone.gate`). ``--no-wait`` skips
 all of it and leaves the schema to the script.
 
@@ -17,11 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NoReturn
 
-from spiffctl import log, migrate, schema, state
+from spiffctl import log, state
 from spiffctl.allinone import gate
+from spiffctl.config.settings import load
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
 from spiffctl.roles import get_role
-from spiffctl.settings import load
+from spiffctl.schema import revision as schema
+from spiffctl.schema import upgrade as migrate
 from spiffctl.stopping import closing_line
 from spiffctl.wait import wait_for
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spiffctl import state
-from spiffctl.errors import CHECK_FAILED, OK
+from spiffctl.util.errors import CHECK_FAILED, OK
 
 NOT_RUNNING = 3
 TIMEOUT = 5.0

@@ -25,7 +25,7 @@ import os
 import socket
 from typing import Protocol
 
-from spiffctl.settings import Endpoint
+from spiffctl.config.settings import Endpoint
 
 
 class SessionLock(Protocol):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.dblock.server import ServerLock
 from spiffctl.probes import mysql
-from spiffctl.settings import Endpoint
 
 HOLDER_QUERY = "SELECT ID, HOST FROM information_schema.PROCESSLIST WHERE ID = IS_USED_LOCK(%s)"
 

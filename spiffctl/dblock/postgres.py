@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.dblock import identity, key64
 from spiffctl.dblock.server import ServerLock
 from spiffctl.probes import postgres
-from spiffctl.settings import Endpoint
 
 # The holding session, if any (granted: a waiter would appear too, with granted = false).
 HOLDER_QUERY = """

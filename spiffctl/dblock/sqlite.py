@@ -12,9 +12,9 @@ import os
 import time
 from pathlib import Path
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.dblock import identity
 from spiffctl.probes.sqlite import path_of
-from spiffctl.settings import Endpoint
 
 
 def lock_path(endpoint: Endpoint, purpose: str) -> Path:

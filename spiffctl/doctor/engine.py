@@ -7,7 +7,7 @@ The time bound is a promise to the operator (and CI): doctor answers within ``--
 fraction of a second even when every dependency swallows packets. Drivers do not all keep their
 own timeouts (libpq rounds ``connect_timeout`` up to 2 s; a server that accepts and never answers
 can hold a read for longer than asked), so every check runs in a daemon thread against one global
-deadline (:mod:`spiffctl.bounded`). Checks still running at the deadline are reported as failed,
+deadline (:mod:`spiffctl.util.bounded`). Checks still running at the deadline are reported as failed,
 and the caller leaves without joining threads that may never return.
 """
 
@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from spiffctl import bounded
+from spiffctl.config.problem import Problem
+from spiffctl.config.settings import Settings
 from spiffctl.probes import one_line
-from spiffctl.problem import Problem
-from spiffctl.redact import Redactor
 from spiffctl.roles import Need, Role
-from spiffctl.settings import Settings
+from spiffctl.util import bounded
+from spiffctl.util.redact import Redactor
 
 Status = Literal["ok", "warn", "fail", "skip"]
 # The JSON document's version (docs/doctor.schema.json): raised only for a change that breaks consumers.

@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from spiffctl import urls, variables
-from spiffctl.errors import ConfigError
-from spiffctl.redact import quote, quote_url, redact_url
+from spiffctl.config import variables
+from spiffctl.config.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, Settings
 from spiffctl.roles import Need
-from spiffctl.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, Settings
+from spiffctl.util import urls
+from spiffctl.util.errors import ConfigError
+from spiffctl.util.redact import quote, quote_url, redact_url
 
 LOCK = "SPIFFCTL_LOCK"
 LOCK_URL = "SPIFFCTL_LOCK_URL"

@@ -30,12 +30,12 @@ import socket
 from collections.abc import Callable
 from typing import TypeVar
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.lease import clock
 from spiffctl.lease.db import Session, open_session
 from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
 from spiffctl.lease.timing import local_deadline
 from spiffctl.probes import Outcome, Status
-from spiffctl.settings import Endpoint
 
 T = TypeVar("T")
 

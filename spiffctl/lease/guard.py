@@ -50,11 +50,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from spiffctl import procfs, state
-from spiffctl.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
+from spiffctl import state
+from spiffctl.config.settings import Settings
 from spiffctl.lease import clock, messages
 from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
-from spiffctl.lease.events import last_event, lease_event
+from spiffctl.lease.logevents import last_event, lease_event
 from spiffctl.lease.machine import (
     Acquire,
     Acquired,
@@ -90,7 +90,8 @@ from spiffctl.lease.store import Grant, LeaseLost, Store, StoreOutage, StoreRefu
 from spiffctl.lease.timing import Timings
 from spiffctl.probes import one_line
 from spiffctl.roles import STOP_GRACE, Role
-from spiffctl.settings import Settings
+from spiffctl.util import procfs
+from spiffctl.util.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
 from spiffctl.wait import Say as Log
 
 EPOCH_VAR = "SPIFFCTL_LEASE_EPOCH"

@@ -44,9 +44,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from spiffctl.errors import SOFTWARE, internal_error
 from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
 from spiffctl.lease.timing import Timings
+from spiffctl.util.errors import SOFTWARE, internal_error
 
 UNAVAILABLE = 69  # EX_UNAVAILABLE: the store refused us
 CONFIG = 78  # EX_CONFIG: the store cannot keep a lease safely

@@ -67,7 +67,7 @@ from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRef
 from spiffctl.lease.timing import local_deadline
 from spiffctl.probes import Status
 from spiffctl.probes import redis as probe
-from spiffctl.redact import redact_url
+from spiffctl.util.redact import redact_url
 
 if TYPE_CHECKING:
     import redis

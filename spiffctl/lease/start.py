@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from spiffctl import variables
-from spiffctl.errors import ConfigError
+from spiffctl.config import variables
+from spiffctl.util.errors import ConfigError
 
 START = "SPIFFCTL_BACKGROUND_START"
 WARM_CHILD = Path(__file__).resolve().with_name("warm.py")

@@ -38,10 +38,10 @@ import subprocess
 import sys
 import time
 
-from spiffctl import prctl
 from spiffctl.lease import messages
 from spiffctl.lease.clock import now
 from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
+from spiffctl.util import prctl
 
 INF = float("inf")
 

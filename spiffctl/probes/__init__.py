@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from spiffctl.settings import Endpoint
+from spiffctl.config.settings import Endpoint
 
 # kind -> module under spiffctl.probes
 _MODULES = {

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ssl
 from urllib.parse import unquote
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, classify_exception, classify_text, ok, permanent, transient
-from spiffctl.settings import Endpoint
 
 
 def connect_args(endpoint: Endpoint, timeout: float) -> dict[str, object]:

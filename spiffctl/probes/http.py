@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, classify_exception, ok, permanent, transient
-from spiffctl.settings import Endpoint
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

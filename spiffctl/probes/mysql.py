@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import TLS_FAILURE, Outcome, classify_exception, classify_text, permanent, sql, transient
-from spiffctl.settings import Endpoint
 
 # MySQL client/server error numbers.
 PERMANENT_CODES = {

@@ -6,8 +6,8 @@ import math
 import re
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, classify_exception, classify_text, sql
-from spiffctl.settings import Endpoint
 
 # libpq reports connection failures as text (sqlstate is unset before the session exists). Wrong
 # passwords and missing databases or roles are among probes.REFUSED; these are libpq's own refusals.

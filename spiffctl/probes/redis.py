@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, classify_exception, classify_text, ok, permanent, transient
-from spiffctl.settings import Endpoint
 
 if TYPE_CHECKING:
     import redis

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, ok
-from spiffctl.settings import Endpoint
 
 Connect = Callable[[Endpoint, float], Any]
 Classify = Callable[[BaseException], Outcome]

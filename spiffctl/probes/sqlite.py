@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, ok, permanent, sql, transient
-from spiffctl.settings import Endpoint
 
 
 def path_of(endpoint: Endpoint) -> Path | None:

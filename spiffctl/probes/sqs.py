@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Outcome, ok, permanent, transient
-from spiffctl.settings import Endpoint
 
 PERMANENT_CODES = (
     "AccessDenied",

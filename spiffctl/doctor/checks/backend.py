@@ -6,8 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from spiffctl.config.settings import BPMN_DIR
 from spiffctl.doctor.engine import Context, Result, fail, ok, skip, warn
-from spiffctl.settings import BPMN_DIR
 
 BACKEND_HINT = "point --backend-dir (SPIFFCTL_BACKEND_DIR) at the backend root, the folder holding bin/ and migrations/"
 

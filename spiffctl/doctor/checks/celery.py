@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from spiffctl import probes
+from spiffctl.config.settings import RESULT_BACKEND
 from spiffctl.doctor.engine import Context, Result, fail, ok, skip
 from spiffctl.probes import Status
-from spiffctl.redact import redact_url
 from spiffctl.roles import CELERY_ENABLED, Need
-from spiffctl.settings import RESULT_BACKEND
+from spiffctl.util.redact import redact_url
 from spiffctl.wait import describe
 
 

@@ -1,13 +1,13 @@
-"""Configuration: every rule of :mod:`spiffctl.settings`, per-role rules, and the scheduler trap."""
+"""Configuration: every rule of :mod:`spiffctl.config.settings`, per-role rules, and the scheduler trap."""
 
 from __future__ import annotations
 
 from spiffctl import state
+from spiffctl.config.problem import Problem
+from spiffctl.config.settings import role_problems
 from spiffctl.doctor.engine import Context, Result, findings, ok
-from spiffctl.errors import ConfigError
-from spiffctl.problem import Problem
 from spiffctl.roles import SCHEDULER_IN_APP, overrides
-from spiffctl.settings import role_problems
+from spiffctl.util.errors import ConfigError
 
 NAME = "configuration"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from spiffctl import probes
+from spiffctl.config.settings import CONNECTOR_PROXY_URL, Endpoint
 from spiffctl.doctor.engine import Context, Result, ok, skip, warn
-from spiffctl.redact import redact_url
-from spiffctl.settings import CONNECTOR_PROXY_URL, Endpoint
+from spiffctl.util.redact import redact_url
 
 NAME = "connector proxy"
 DEFAULT_URL = "http://localhost:7004"  # the backend's own default (config/default.py)

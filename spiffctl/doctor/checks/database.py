@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 
-from spiffctl import migrations, probes
+from spiffctl import probes
+from spiffctl.config.settings import Endpoint, P
 from spiffctl.doctor.engine import Context, Result, fail, ok, skip, warn
 from spiffctl.probes import Outcome, Status
 from spiffctl.roles import Need
-from spiffctl.settings import Endpoint, P
+from spiffctl.schema import graph as migrations
 from spiffctl.wait import describe
 
 NAME = "database"
@@ -60,7 +61,7 @@ def revision(endpoint: Endpoint, timeout: float) -> Outcome:
 def _migration_holder(db: Endpoint, ctx: Context) -> str | None:
     """Who holds spiffctl's migration lock on this database; ``None`` when nobody (or unknowable)."""
     from spiffctl import dblock
-    from spiffctl.migrate import LOCK
+    from spiffctl.schema.upgrade import LOCK
 
     try:
         lock = dblock.open_lock(db, LOCK, ctx.budget())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from spiffctl.doctor.checks.database import unreachable_hint
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
-from spiffctl.errors import ConfigError
 from spiffctl.lease.config import LOCK, LOCK_URL, LockConfig, lock_config, why_database
 from spiffctl.lease.store import Store
+from spiffctl.util.errors import ConfigError
 
 NAME = "background lease"
 POLICY = "lease redis policy"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from spiffctl.doctor.engine import Context, Result, fail, ok
-from spiffctl.errors import ConfigError
 from spiffctl.lease.start import START, start_mode
+from spiffctl.util.errors import ConfigError
 
 NAME = "background start"
 

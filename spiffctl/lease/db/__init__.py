@@ -30,8 +30,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.lease.store import Holder
-from spiffctl.settings import Endpoint
 
 PURPOSE = "background"
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 import time
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.dblock.mysql import NamedLock
 from spiffctl.lease.db import PURPOSE, Acquisition
 from spiffctl.lease.store import Holder
-from spiffctl.settings import Endpoint
 
 HOLDER_QUERY = "SELECT ID, HOST, COMMAND, TIME FROM information_schema.PROCESSLIST WHERE ID = IS_USED_LOCK(%s)"
 

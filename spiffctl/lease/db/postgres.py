@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import re
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.dblock.postgres import AdvisoryLock
 from spiffctl.lease.db import PURPOSE, Acquisition
 from spiffctl.lease.store import Holder
-from spiffctl.settings import Endpoint
 
 _DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
 

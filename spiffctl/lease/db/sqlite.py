@@ -27,10 +27,10 @@ import os
 import time
 from typing import Any
 
+from spiffctl.config.settings import Endpoint
 from spiffctl.dblock.sqlite import FileLock
 from spiffctl.lease.db import Acquisition
 from spiffctl.lease.store import Holder
-from spiffctl.settings import Endpoint
 
 
 class SQLiteSession:

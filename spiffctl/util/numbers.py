@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from spiffctl.errors import CONFIG, USAGE, ConfigError, SpiffctlError
-from spiffctl.redact import quote
+from spiffctl.util.errors import CONFIG, USAGE, ConfigError, SpiffctlError
+from spiffctl.util.redact import quote
 
 
 def complaint(raw: str, *, low: float, high: float, unit: str = "seconds", whole: bool = False) -> str | None:

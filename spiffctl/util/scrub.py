@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 
 MASK = b"***"
 # Short values are left alone: scrubbing "a" or "ab" would mangle every line while protecting
-# nothing a reader could not guess. URLs are still redacted structurally (spiffctl.redact).
+# nothing a reader could not guess. URLs are still redacted structurally (spiffctl.util.redact).
 MIN_SCRUB_LENGTH = 4
 # Characters no percent-encoder touches (RFC 3986 unreserved): only their raw form is printed.
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")

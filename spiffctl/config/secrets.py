@@ -13,7 +13,7 @@ import re
 import stat
 from collections.abc import Mapping
 
-from spiffctl.errors import ConfigProblems
+from spiffctl.util.errors import ConfigProblems
 
 _FILE_VAR = re.compile(r"^(SPIFFWORKFLOW_BACKEND_|FLASK_)[A-Z0-9_]+_FILE$")
 # Real backend variables that merely end in _FILE; they are values, not paths to secrets.

@@ -4,7 +4,7 @@
 started together race (the loser dies with a duplicate ``alembic_version``). For an API replica
 with ``SPIFFWORKFLOW_BACKEND_UPGRADE_DB=true`` spiffctl does the upgrade itself, before the script:
 
-1. the schema is read (:mod:`spiffctl.schema`); at head, there is nothing to do: no app start;
+1. the schema is read (:mod:`spiffctl.schema.revision`); at head, there is nothing to do: no app start;
 2. else the migration lock is taken (:mod:`spiffctl.dblock`: a PostgreSQL advisory lock, a MySQL
    ``GET_LOCK``, an flock beside the SQLite file), held by spiffctl's own session. A replica that
    finds it taken polls: it names the holder in a progress line, and stops waiting as soon as the
@@ -37,11 +37,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from spiffctl import dblock, migrations, prctl, schema
-from spiffctl.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
-from spiffctl.redact import Redactor, redact_urls_in_bytes
+from spiffctl import dblock
+from spiffctl.config.settings import Endpoint, P, Settings
 from spiffctl.roles import Need, Role
-from spiffctl.settings import Endpoint, P, Settings
+from spiffctl.schema import graph as migrations
+from spiffctl.schema import revision as schema
+from spiffctl.util import prctl
+from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
+from spiffctl.util.redact import Redactor, redact_urls_in_bytes
 from spiffctl.wait import Say, describe, waiting_event
 
 UPGRADE_DB = P + "UPGRADE_DB"

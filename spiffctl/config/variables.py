@@ -3,7 +3,7 @@
 Each row has a type and a range. :func:`problems` judges every row's value (``settings.load``
 adds the findings to its problems, so ``run`` refuses with 78 and ``doctor`` lists them), the
 code reads its numbers through :func:`number`, and the README's variables table is
-:func:`markdown` (``python -m spiffctl.variables`` prints it; a test keeps the README equal).
+:func:`markdown` (``python -m spiffctl.config.variables`` prints it; a test keeps the README equal).
 
 Booleans are judged as their reader judges them, because that reader is what the operator's
 value actually drives:
@@ -13,7 +13,7 @@ value actually drives:
 * ``bash-bool``: the API script tests ``[[ "$X" == "true" ]]``: exactly ``true`` is true and
   everything else, ``True`` and ``yes`` included, is silently false.
 
-URLs, paths and free text are checked by :mod:`spiffctl.settings` and the lease configuration,
+URLs, paths and free text are checked by :mod:`spiffctl.config.settings` and the lease configuration,
 which know their context (the scheme a consumer accepts, the role that reads them).
 """
 
@@ -23,12 +23,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from spiffctl import numbers
-from spiffctl.errors import CONFIG
-from spiffctl.problem import Problem
-from spiffctl.redact import quote
+from spiffctl.config.problem import Problem
 from spiffctl.roles import ROLE_CHOICES
 from spiffctl.roles import STOP_GRACE as DEFAULT_STOP_GRACE
+from spiffctl.util import numbers
+from spiffctl.util.errors import CONFIG
+from spiffctl.util.redact import quote
 
 Kind = Literal["bool", "bash-bool", "number", "port", "choice", "url", "path", "text", "secret"]
 Owner = Literal["spiffctl", "backend"]

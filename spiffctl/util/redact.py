@@ -3,7 +3,7 @@
 Two complementary tools:
 
 * :func:`redact_url` shows a URL with its password and secret-looking query values replaced by
-  ``***`` (:func:`spiffctl.urls.display`). It never fails, even on garbage, because it runs on the
+  ``***`` (:func:`spiffctl.util.urls.display`). It never fails, even on garbage, because it runs on the
   error path for inputs we could not parse, and it never echoes a part it cannot place.
 * :class:`Redactor` scrubs free text (driver error messages, child output, log lines) of every
   known secret *value*: URL passwords under every grammar that may read them, ``*_FILE``
@@ -18,8 +18,8 @@ import re
 import string
 from collections.abc import Iterable, Mapping
 
-from spiffctl import scrub, urls
-from spiffctl.secrets import readable_file_secrets
+from spiffctl.config.secrets import readable_file_secrets
+from spiffctl.util import scrub, urls
 
 MASK = urls.MASK
 
@@ -70,7 +70,7 @@ def env_secrets(env: Mapping[str, str]) -> set[str]:
 
 
 class Redactor:
-    """Scrubs known secret values, in every printed form (:mod:`spiffctl.scrub`), out of text."""
+    """Scrubs known secret values, in every printed form (:mod:`spiffctl.util.scrub`), out of text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.pattern = scrub.Pattern(secrets)

@@ -3,7 +3,7 @@
 The backend's scripts compare the schema with the head by starting the whole app twice
 (``flask db current``, ``flask db heads``: seconds of CPU each) every 2 s. spiffctl reads
 ``alembic_version`` on one kept connection (a millisecond) and the head from the migration files
-(:mod:`spiffctl.migrations`), so the scripts' own loop passes at its first iteration.
+(:mod:`spiffctl.schema.graph`), so the scripts' own loop passes at its first iteration.
 
 A revision this image's graph does not contain is neither behind nor at head: a newer version
 migrated the database (a rolling upgrade), and waiting would never end. That is said at once.
@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from spiffctl import bounded, migrations, variables
-from spiffctl.errors import CONFIG, SpiffctlError, UnavailableError
+from spiffctl.config import variables
+from spiffctl.config.settings import Endpoint
 from spiffctl.probes import Status
 from spiffctl.probes.sql import RevisionError, read_revision
-from spiffctl.settings import Endpoint
+from spiffctl.schema import graph as migrations
+from spiffctl.util import bounded
+from spiffctl.util.errors import CONFIG, SpiffctlError, UnavailableError
 from spiffctl.wait import Say, describe, waiting_event
 
 # Between two reads while waiting: a replica starts within this of the schema reaching head.

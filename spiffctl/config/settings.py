@@ -3,7 +3,7 @@
 Everything here mirrors what spiffworkflow-backend does at ``create_app`` time:
 
 * an empty variable counts as unset;
-* booleans, numbers and choices are judged by the variables table (:mod:`spiffctl.variables`),
+* booleans, numbers and choices are judged by the variables table (:mod:`spiffctl.config.variables`),
   each as its reader judges it (``CELERY_ENABLED=no`` would *enable* Celery in the backend,
   ``UPGRADE_DB=True`` is false for the API script: both are refused);
 * the database type comes from the URI scheme (part before ``+``, ``postgresql`` -> ``postgres``)
@@ -22,13 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from spiffctl import paths, urls, variables
-from spiffctl.errors import ConfigError
-from spiffctl.problem import Problem, Severity
-from spiffctl.redact import Redactor, env_secrets, quote, quote_url, redact_url
+from spiffctl.config import variables
+from spiffctl.config.problem import Problem, Severity
+from spiffctl.config.secrets import resolve_file_secrets
+from spiffctl.config.variables import tcp_port
 from spiffctl.roles import CELERY_ENABLED, Need, Role
-from spiffctl.secrets import resolve_file_secrets
-from spiffctl.variables import tcp_port
+from spiffctl.util import paths, urls
+from spiffctl.util.errors import ConfigError
+from spiffctl.util.redact import Redactor, env_secrets, quote, quote_url, redact_url
 
 P = "SPIFFWORKFLOW_BACKEND_"
 DATABASE_URI = P + "DATABASE_URI"

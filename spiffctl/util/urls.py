@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from spiffctl import paths
+from spiffctl.util import paths
 
 MASK = "***"
 
