@@ -69,14 +69,14 @@ def standby_rss(ttl: float, extra: dict[str, str]) -> int:
             cluster.close()
 
 
-def all_in_one(lock_off: bool, extra: dict[str, str]) -> float:
+def all_in_one(lease_off: bool, extra: dict[str, str]) -> float:
     """Seconds from the API's ready record to the Background's scheduler start, in one all-in-one."""
     from tests.allinone_support import running, scheduler_starts, warm_env
     from tests.standins import read_records
 
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
         root = Path(tmp)
-        env = warm_env(root, **({"SPIFFCTL_LOCK": "off"} if lock_off else {}), **extra)
+        env = warm_env(root, **({"SPIFFCTL_LOCK": "off"} if lease_off else {}), **extra)
         with running(root, env, "--wait-timeout", "60"):
             assert wait_for(lambda: scheduler_starts(root), 120)
         [ready] = [r for r in read_records(root / "record") if r["role"] == "api" and r["event"] == "ready"]
@@ -117,9 +117,9 @@ def main() -> None:
         show("W2 scheduler gap after holder SIGTERM:", mode, signal.SIGTERM, 2, runs)
     if not args.only_all_in_one:
         print(f"W3 RSS of a warm standby's child (stand-in app): {standby_rss(ttl, extra) / 1024:.1f} MiB")
-    for lock_off in (True, False):
-        seconds = statistics.median(all_in_one(lock_off, extra) for _ in range(args.runs))
-        lease = "no lease (SPIFFCTL_LOCK=off)" if lock_off else "lease in SQLite, TTL 15 s"
+    for lease_off in (True, False):
+        seconds = statistics.median(all_in_one(lease_off, extra) for _ in range(args.runs))
+        lease = "no lease (SPIFFCTL_LOCK=off)" if lease_off else "lease in SQLite, TTL 15 s"
         print(f"W4 all-in-one, API ready -> scheduler start, {lease}: median {seconds:.2f} s ({args.runs} runs)")
 
 

@@ -17,7 +17,7 @@ import typer
 
 from spiffctl import __version__, log
 from spiffctl.config import variables
-from spiffctl.roles import ALL
+from spiffctl.roles import ALL, ROLE_NAMES
 from spiffctl.util import bounded, numbers
 from spiffctl.util.errors import CONFIG, USAGE, SpiffctlError
 
@@ -35,15 +35,12 @@ app = typer.Typer(
 WEEK = 7 * 86400.0
 
 
-class RoleName(str, Enum):
-    """What ``--role`` accepts: the role table's names and ``all`` (shown and completed by click)."""
-
-    api = "api"
-    background = "background"
-    worker = "worker"
-    all = ALL
+# What ``--role`` accepts: the role table's names and ``all`` (shown and completed by click). Built
+# from the table so a new role needs no edit here.
+RoleName = Enum("RoleName", {name: name for name in (*ROLE_NAMES, ALL)}, type=str)  # type: ignore[misc]
 
 
+EVERY_ROLE = RoleName(ALL)
 ROLE_METAVAR = "[" + "|".join(r.value for r in RoleName) + "]"
 
 
@@ -149,7 +146,7 @@ def status(
 def doctor(
     role: Annotated[
         RoleName, typer.Option("--role", case_sensitive=False, metavar=ROLE_METAVAR, help="Check what this role needs.")
-    ] = RoleName.all,
+    ] = EVERY_ROLE,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
     timeout: Annotated[
         str, typer.Option("--timeout", metavar="SECONDS", help="Bound for every check (they run concurrently).")

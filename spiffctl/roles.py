@@ -99,6 +99,9 @@ ROLES: dict[str, Role] = {
 STOP_GRACE = 8
 
 ALL = "all"
+# Set only by the all-in-one, for each role that starts after others (``Role.after``): the roles to
+# wait for. Split replicas never wait for each other; their schema wait is what orders them.
+START_AFTER = "SPIFFCTL_START_AFTER"
 ROLE_NAMES = tuple(ROLES)
 ROLE_CHOICES = (*ROLE_NAMES, ALL)
 

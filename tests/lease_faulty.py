@@ -16,7 +16,7 @@ from pathlib import Path
 
 from spiffctl.config.settings import load
 from spiffctl.launch import child_env, prepare, say, script_path
-from spiffctl.lease.guard import Guard, lease_config
+from spiffctl.lease.guard import Guard, lease_for_role
 from spiffctl.lease.redis_store import RedisStore
 from spiffctl.lease.store import Grant, Holder, LeaseLost
 from spiffctl.roles import get_role
@@ -46,7 +46,7 @@ def main() -> int:
     role = get_role("background")
     assert role is not None
     prepare(settings, role, say=say)
-    config = lease_config(settings, role)
+    config = lease_for_role(settings, role)
     assert config.url is not None
     store = FaultyStore.from_url(config.url, config.key, config.ttl, timeout=0.3)
     guard = Guard(

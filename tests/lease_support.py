@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spiffctl.config.settings import load
-from spiffctl.lease.config import lock_config
+from spiffctl.lease.config import lease_config
 from spiffctl.lease.redis_store import RedisStore
 from spiffctl.probes.redis import client
 from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
@@ -59,14 +59,16 @@ def faulty_command(backend: Path) -> list[str]:
     return [sys.executable, str(FAULTY), str(backend)]
 
 
-def replica_env(tmp: Path, name: str, lock_url: str, *, ttl: float = 3, db: str = "db", **extra: str) -> dict[str, str]:
+def replica_env(
+    tmp: Path, name: str, lease_url: str, *, ttl: float = 3, db: str = "db", **extra: str
+) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp),
         "SPIFFWORKFLOW_BACKEND_DATABASE_URI": f"sqlite:///{tmp / (db + '.sqlite3')}",
         "FLASK_SESSION_SECRET_KEY": "not-a-real-secret-key",
         "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp / "backend" / "bpmn"),
-        "SPIFFCTL_LOCK_URL": lock_url,
+        "SPIFFCTL_LOCK_URL": lease_url,
         "SPIFFCTL_LOCK_TTL": str(ttl),
         "SPIFFCTL_RUN_DIR": str(tmp / f"run-{name}"),
         "STANDIN_RECORDS": str(tmp / "records.txt"),
@@ -255,7 +257,7 @@ class Cluster:
         return replica_env(self.tmp, name, extra.pop("url", self.url), ttl=self.ttl, **extra)
 
     def key(self, **extra: str) -> str:
-        return lock_config(load(self.env("x", **extra), self.tmp / "backend")).key
+        return lease_config(load(self.env("x", **extra), self.tmp / "backend")).key
 
     def prime(self) -> None:
         """Leave a clean-release tombstone so the first holder needs not wait a TTL."""

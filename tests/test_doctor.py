@@ -477,7 +477,7 @@ def test_lease_nobody_holds_it_and_evicting_redis_fails(backend, make_server):
 
 def test_lease_without_redis_lives_in_the_database(backend, pg_database):
     from spiffctl.config.settings import load
-    from spiffctl.lease.config import lock_config
+    from spiffctl.lease.config import lease_config
     from spiffctl.lease.db_store import DatabaseStore
     from spiffctl.lease.store import Grant
 
@@ -486,7 +486,7 @@ def test_lease_without_redis_lives_in_the_database(backend, pg_database):
     assert check["status"] == "warn" and "nobody holds it (in SQLite at sqlite:///" in check["detail"]
     assert "Celery is off" in check["detail"]
     env = lease_env(backend, SPIFFCTL_LOCK_URL=pg_database.replace("postgres@", f"postgres:{PLANTED}@"))
-    config = lock_config(load(env, backend))
+    config = lease_config(load(env, backend))
     assert config.database is not None
     held = DatabaseStore(config.database, config.key, config.ttl, timeout=2, host="replica-7", pid=4242)
     try:

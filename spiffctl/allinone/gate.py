@@ -7,7 +7,7 @@ says which roles come after which (``Role.after``); the all-in-one's plan passes
 :data:`START_AFTER`, and each waiting role polls the others' health checks (the same ones
 ``spiffctl healthcheck`` runs), so the API boots alone and the others follow.
 
-Only the all-in-one sets :data:`START_AFTER`: split replicas never wait for each other (their
+Only the all-in-one sets :data:`~spiffctl.roles.START_AFTER`: split replicas never wait for each other (their
 schema wait is what orders them).
 """
 
@@ -19,11 +19,10 @@ from collections.abc import Callable
 from spiffctl import state
 from spiffctl.config.settings import Settings
 from spiffctl.health import one_role
-from spiffctl.roles import ROLES
+from spiffctl.roles import ROLES, START_AFTER
 from spiffctl.util.errors import UnavailableError
 from spiffctl.wait import Say, waiting_event
 
-START_AFTER = "SPIFFCTL_START_AFTER"
 POLL = 0.25
 PROGRESS_EVERY = 10.0
 

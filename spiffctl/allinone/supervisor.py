@@ -17,7 +17,7 @@ Each program is ``<python> -m spiffctl run --role ROLE`` (with ``--no-wait`` whe
 was given it), so the single-role behaviour
 (environment fixes, the schema steps, the Background lease) is the same in both modes; its
 dependency check passes at once (they were all checked above). Roles the role table starts
-``after`` others get :data:`spiffctl.allinone.gate.START_AFTER`: the API boots first.
+``after`` others get :data:`spiffctl.roles.START_AFTER`: the API boots first.
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ from typing import NoReturn
 
 from spiffctl import state
 from spiffctl.allinone import handoff
-from spiffctl.allinone.gate import START_AFTER
 from spiffctl.config import variables
 from spiffctl.config.settings import Endpoint, Settings, role_problems
 from spiffctl.launch import script_path
-from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lock_config
+from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, lease_config
 from spiffctl.lease.start import start_mode
-from spiffctl.roles import Role, roles_for
+from spiffctl.roles import START_AFTER, Role, roles_for
 from spiffctl.state import SOCKET_NAME
 from spiffctl.util.errors import ConfigError, ConfigProblems
 from spiffctl.util.redact import quote
@@ -134,7 +133,7 @@ def make_plan(
     run_dir = state.run_dir(environ)
     if len(str(run_dir / SOCKET_NAME).encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{state.RUN_DIR_VAR}: {run_dir} is too long for a unix socket path; use a shorter folder")
-    lock_off = background_without_lease(settings, roles, say=say)
+    lease_off = background_without_lease(settings, roles, say=say)
     if any(r.singleton for r in roles):
         start_mode(settings.env, settings.backend_dir)  # a bad SPIFFCTL_BACKGROUND_START: 78 before any role starts
     prometheus = settings.env.get(PROMETHEUS_DIR) or ""
@@ -149,7 +148,7 @@ def make_plan(
         if prometheus:
             # The API script wipes this folder at start: roles must not share it.
             env[PROMETHEUS_DIR] = str(Path(prometheus) / role.name)
-        if lock_off and role.singleton:
+        if lease_off and role.singleton:
             env[LOCK] = "off"
             env[LOCK_OFF_EXPLAINED] = "1"
         after = [name for name in role.after if any(r.name == name for r in roles)]
@@ -174,7 +173,7 @@ def background_without_lease(settings: Settings, roles: list[Role], *, say: Say)
     """
     if not any(r.singleton for r in roles):
         return False
-    config = lock_config(settings)  # raises ConfigError (78) for unusable lock settings
+    config = lease_config(settings)  # raises ConfigError (78) for unusable lock settings
     if config.url is not None or not config.enabled:
         return False
     if settings.env.get(LOCK):

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from spiffctl import log, state
-from spiffctl.allinone import gate
 from spiffctl.config.settings import load
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
-from spiffctl.roles import get_role
+from spiffctl.roles import START_AFTER, get_role
 from spiffctl.schema import revision as schema
 from spiffctl.schema import upgrade as migrate
 from spiffctl.stopping import closing_line
@@ -49,7 +48,7 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
         from spiffctl.lease import guard
         from spiffctl.lease.start import start_mode
 
-        lease = guard.lease_config(settings, role)
+        lease = guard.lease_for_role(settings, role)
         start = start_mode(settings.env, settings.backend_dir)
     # Read before any waiting: a bad value is a configuration error now, not after a minute.
     schema_timeout = schema.timeout(settings.env)
@@ -59,7 +58,11 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
             state.set_waiting(f"its dependencies ({', '.join(e.need.value for e in needed if e.need)})")
             wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
             migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
-            gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
+            if settings.env.get(START_AFTER):
+                # Only the all-in-one sets it: a split role never loads the all-in-one package.
+                from spiffctl.allinone import gate
+
+                gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
         state.done_waiting()
     state.remember_role(role.name)
     if lease is not None:

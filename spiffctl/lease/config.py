@@ -35,7 +35,7 @@ KEY_PREFIX = "spiffctl:background:"
 
 
 @dataclass(frozen=True)
-class LockConfig:
+class LeaseConfig:
     enabled: bool
     url: str | None  # secret-bearing; show `display`. None: no usable database either
     key: str
@@ -59,7 +59,7 @@ class LockConfig:
         return redact_url(self.url) if self.url else "(none)"
 
 
-def lock_config(settings: Settings) -> LockConfig:
+def lease_config(settings: Settings) -> LeaseConfig:
     """The lease configuration; raises :class:`ConfigError` for values that cannot work.
 
     A missing Redis is *not* raised here (``url`` is ``None``): callers decide whether that is
@@ -82,7 +82,7 @@ def lock_config(settings: Settings) -> LockConfig:
     if database is not None and database.kind == "sqlite":
         _check_sqlite_file(database, source)
     key = env.get(LOCK_KEY) or default_key(settings)
-    return LockConfig(
+    return LeaseConfig(
         enabled=mode == "on", url=url, key=key, ttl=_ttl(env.get(LOCK_TTL)), source=source, database=database
     )
 

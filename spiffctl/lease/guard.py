@@ -53,7 +53,7 @@ from typing import NoReturn
 from spiffctl import state
 from spiffctl.config.settings import Settings
 from spiffctl.lease import clock, messages
-from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LockConfig, lock_config
+from spiffctl.lease.config import LOCK, LOCK_OFF_EXPLAINED, LOCK_URL, LeaseConfig, lease_config
 from spiffctl.lease.logevents import last_event, lease_event
 from spiffctl.lease.machine import (
     Acquire,
@@ -106,13 +106,13 @@ def state_path(env: Mapping[str, str] | None = None) -> Path:
     return state.run_dir(env) / state.BACKGROUND_FILE
 
 
-def lease_config(settings: Settings, role: Role) -> LockConfig:
+def lease_for_role(settings: Settings, role: Role) -> LeaseConfig:
     """The lease this role will run under; :class:`ConfigError` when it cannot work.
 
     ``run`` calls this before waiting for the database, so a bad lock setting or TTL is reported at
     once (78) rather than after the wait.
     """
-    config = lock_config(settings)
+    config = lease_config(settings)
     if config.enabled and config.url is None:
         raise ConfigError(
             f"{LOCK_URL} is not set, no Redis broker is configured and the database settings are unusable, "
@@ -122,7 +122,7 @@ def lease_config(settings: Settings, role: Role) -> LockConfig:
     return config
 
 
-def open_store(config: LockConfig, timings: Timings) -> Store:
+def open_store(config: LeaseConfig, timings: Timings) -> Store:
     """The store ``config`` names; every call gives up after the request timeout."""
     assert config.url is not None
     if config.database is not None:
@@ -139,7 +139,7 @@ def open_store(config: LockConfig, timings: Timings) -> Store:
 
 def run_singleton(
     settings: Settings,
-    config: LockConfig,
+    config: LeaseConfig,
     role: Role,
     script: Path,
     env: Mapping[str, str],
@@ -213,7 +213,7 @@ class Guard:
     def __init__(
         self,
         settings: Settings,
-        config: LockConfig,
+        config: LeaseConfig,
         script: Path,
         env: Mapping[str, str],
         *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from spiffctl.doctor.checks.database import unreachable_hint
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
-from spiffctl.lease.config import LOCK, LOCK_URL, LockConfig, lock_config, why_database
+from spiffctl.lease.config import LOCK, LOCK_URL, LeaseConfig, lease_config, why_database
 from spiffctl.lease.store import Store
 from spiffctl.util.errors import ConfigError
 
@@ -14,7 +14,7 @@ POLICY = "lease redis policy"
 
 def where(ctx: Context) -> str:
     try:
-        config = lock_config(ctx.settings)
+        config = lease_config(ctx.settings)
     except ConfigError:
         return "lease"
     return f"lease in {config.store} at {config.display}"
@@ -22,7 +22,7 @@ def where(ctx: Context) -> str:
 
 def check(ctx: Context) -> list[Result]:
     try:
-        config = lock_config(ctx.settings)
+        config = lease_config(ctx.settings)
     except ConfigError as e:
         return [fail(NAME, e.message, "fix the SPIFFCTL_LOCK* variables as the message says")]
     if not config.enabled:
@@ -44,7 +44,7 @@ def check(ctx: Context) -> list[Result]:
     return _inspect(ctx, config)
 
 
-def _open(ctx: Context, config: LockConfig) -> Store:
+def _open(ctx: Context, config: LeaseConfig) -> Store:
     if config.database is not None:
         from spiffctl.lease.db_store import DatabaseStore
 
@@ -55,7 +55,7 @@ def _open(ctx: Context, config: LockConfig) -> Store:
     return RedisStore.from_url(config.url, config.key, config.ttl, timeout=ctx.budget())
 
 
-def _inspect(ctx: Context, config: LockConfig) -> list[Result]:
+def _inspect(ctx: Context, config: LeaseConfig) -> list[Result]:
     from spiffctl.lease.store import StoreOutage, StoreRefusal
 
     store = _open(ctx, config)
