@@ -32,7 +32,7 @@ BROKER_VAR = "SPIFFCTL_PING_BROKER_URL"
 # answers from its event loop in milliseconds even when every pool process is busy.
 PING_TIMEOUT = 0.8
 # The child's own cost on top of the ping: interpreter start-up, `import celery`, connecting to the
-# broker (~0.3 s on an idle 2-core machine, twice that when both cores are busy). It also bounds
+# broker (docs/figures.md#h1: half of this on an idle machine, all of it with both cores busy). It also bounds
 # the child: it ends itself PING_TIMEOUT + START_ALLOWANCE after it started, whatever happens.
 START_ALLOWANCE = 0.6
 # Left between the end of the ping and the caller's deadline: the child's exit, the verdict printed.
@@ -45,7 +45,7 @@ Kind = Literal["pong", "silent", "odd", "broker", "no-celery", "no-python", "fai
 # Run with `python -I`: PYTHONPATH and friends meant for spiffctl must not change what it imports.
 # The interval timer ends the child even when nobody waits for it any more (the healthcheck's own
 # bound may have exited spiffctl with os._exit). `done` leaves with os._exit: the answer is out, and
-# the interpreter's teardown (kombu closing its pool) would cost ~0.15 s of the healthcheck's bound.
+# the interpreter's teardown (kombu closing its pool) would eat into the healthcheck's bound.
 PROGRAM = f"""\
 import json, os, signal, sys, time
 signal.setitimer(signal.ITIMER_REAL, float(sys.argv[3]))

@@ -12,10 +12,10 @@
   within :data:`~spiffctl.celeryping.PING_TIMEOUT` (0.8 s). A live process proves little: a worker
   whose processes are stopped (SIGSTOP) or wedged keeps its pid and its broker connection, and
   only the ping tells it apart. The checks run cheapest first: /proc, one broker connection,
-  then the ping, which starts the backend venv's python, imports Celery and connects (~0.3 s on
-  2 cores), then waits for the answer: a few ms from a healthy worker, the whole 0.8 s from a
-  frozen one, which is why the wait is shortened when the caller's ``deadline`` is nearer.
-  ``bench/healthcheck.py`` (docs/figures.md, H1): 0.6 s healthy, 1.4 s frozen.
+  then the ping, which starts the backend venv's python, imports Celery and connects, then
+  waits for the answer: at once from a healthy worker, the whole 0.8 s from a frozen one, which
+  is why the wait is shortened when the caller's ``deadline`` is nearer. ``bench/healthcheck.py``
+  measures both: docs/figures.md#h1.
 
   When the ping cannot run at all (no ``<backend root>/.venv/bin/python``, or no Celery in it),
   the worker is *unhealthy*, with the path and the fix in the line. Falling back to the old

@@ -50,7 +50,7 @@ class Role:
     # In the all-in-one, the script starts only once these roles answer their health check: the
     # API boots first, without the others' app starts competing for the CPU.
     after: tuple[str, ...] = ()
-    # At most one process of this role may run across all replicas: guarded by the Redis lease.
+    # At most one process of this role may run across all replicas: guarded by the lease (in Redis or the database).
     singleton: bool = False
     # Forced into the child's environment. The scheduler-in-app switch must be off in every
     # split role: otherwise each gunicorn worker (and the Background itself) starts a scheduler.

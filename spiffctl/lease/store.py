@@ -1,11 +1,13 @@
 """What the lease runner needs from the place a lease lives, whatever that place is.
 
 A store keeps one lease under one key: at most one holder at a time, with an expiry of ``ttl``
-seconds that the holder resets by renewing, and an epoch that grows by one per acquisition. The
-runner (:mod:`spiffctl.lease.guard`) drives it; the state machine (:mod:`spiffctl.lease.machine`)
+seconds that the holder resets by renewing, and an epoch that is larger at every acquisition: by
+one in Redis and SQLite, by leaps in PostgreSQL and MySQL (a server-wide counter drawn by everyone).
+The runner (:mod:`spiffctl.lease.guard`) drives it; the state machine (:mod:`spiffctl.lease.machine`)
 never sees it, only what the runner makes of its answers. Redis is one store
-(:mod:`spiffctl.lease.redis_store`); anything store-specific (Redis's run_id, the release
-tombstone, eviction policies) stays behind this interface.
+(:mod:`spiffctl.lease.redis_store`), the backend's database another (:mod:`spiffctl.lease.db_store`);
+anything store-specific (Redis's run_id, the release tombstone, eviction policies) stays behind this
+interface.
 
 The error model. A store call ends in one of four ways:
 

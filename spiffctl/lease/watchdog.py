@@ -24,7 +24,8 @@ It runs in a session of its own, so freezing or killing the renewer's process gr
 Run as ``python -I -m spiffctl.lease.watchdog``: isolated mode ignores ``PYTHONPATH``, the user's
 site-packages and the working directory, which are meant for the script (it inherits our
 environment), and finds spiffctl where it is installed. It imports only the standard library and
-the stdlib-only :mod:`spiffctl.lease.clock` and :mod:`spiffctl.lease.messages`.
+the stdlib-only :mod:`spiffctl.lease.clock`, :mod:`spiffctl.lease.messages` and
+:mod:`spiffctl.util.prctl` (tests/test_watchdog.py checks the list).
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def redact_url_in_text(text: str) -> str:
 
 
 # A service prints the same few URLs again and again (its DSN in every connection message), and
-# reading one costs ~15 µs: in the all-in-one that was a quarter of the output path's time. How a
+# parsing one was the largest share of the all-in-one's output path (docs/figures.md#logprefix). How a
 # URL is shown depends on its text alone, so recent answers are kept, keyed by a digest: the URL
 # itself, which may hold a password nobody told us about, is not kept.
 _SHOWN: dict[bytes, str] = {}

@@ -1,6 +1,6 @@
 """Doctor's checks, one small function each; :data:`CHECKS` is the list doctor runs, in report order.
 
-Adding a check is one function returning :class:`~spiffctl.doctor.Result` (or several) plus one
+Adding a check is one function returning :class:`~spiffctl.doctor.engine.Result` (or several) plus one
 line here.
 """
 
