@@ -20,7 +20,7 @@ from pathlib import Path
 
 from spiffctl.config.settings import load
 from spiffctl.lease.config import lease_config
-from spiffctl.lease.redis_store import RedisStore
+from spiffctl.lease.stores.redis import RedisStore
 from spiffctl.probes.redis import client
 from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
 from tests.standins import give_venv

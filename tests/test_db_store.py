@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from spiffctl.config.settings import Endpoint, Need
-from spiffctl.lease.db_store import DatabaseStore
-from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.stores.database import DatabaseStore
+from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
 from tests.servers import ClosedPort, eventually
 
 TTL = 3.0
@@ -166,7 +166,7 @@ def terminate_holder(kind: str, url: str) -> None:
         return
     import pymysql
 
-    from spiffctl.lease.db import lock_name
+    from spiffctl.lease.stores.database import lock_name
 
     conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
     try:

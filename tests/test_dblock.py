@@ -9,14 +9,14 @@ import subprocess
 import sys
 import textwrap
 
-from spiffctl import dblock
+from spiffctl import databases
 from spiffctl.config.settings import Endpoint, Need
 from tests.servers import wait_until
 
 
 def test_one_holder_at_a_time_and_the_waiter_can_name_it(db):
-    a = dblock.open_lock(db, "migrate", 5)
-    b = dblock.open_lock(db, "migrate", 5)
+    a = databases.of(db).open_lock(db, "migrate", 5)
+    b = databases.of(db).open_lock(db, "migrate", 5)
     try:
         assert b.holder() is None
         assert a.try_acquire()
@@ -37,8 +37,8 @@ def test_one_holder_at_a_time_and_the_waiter_can_name_it(db):
 
 
 def test_different_purposes_do_not_block_each_other(db):
-    a = dblock.open_lock(db, "migrate", 5)
-    b = dblock.open_lock(db, "something-else", 5)
+    a = databases.of(db).open_lock(db, "migrate", 5)
+    b = databases.of(db).open_lock(db, "something-else", 5)
     try:
         assert a.try_acquire() and b.try_acquire()
     finally:
@@ -49,9 +49,10 @@ def test_different_purposes_do_not_block_each_other(db):
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from spiffctl import dblock
+    from spiffctl import databases
     from spiffctl.config.settings import Endpoint, Need
-    lock = dblock.open_lock(Endpoint(Need.DATABASE, sys.argv[1], sys.argv[2], "X"), "migrate", 5)
+    db = Endpoint(Need.DATABASE, sys.argv[1], sys.argv[2], "X")
+    lock = databases.of(db).open_lock(db, "migrate", 5)
     assert lock.try_acquire()
     print("held", flush=True)
     time.sleep(300)
@@ -63,7 +64,7 @@ def test_a_holder_killed_with_sigkill_releases_through_the_database(db):
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, db.kind, db.url], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
-    waiter = dblock.open_lock(db, "migrate", 5)
+    waiter = databases.of(db).open_lock(db, "migrate", 5)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "held\n"
         assert not waiter.try_acquire() and waiter.holder() is not None
@@ -82,14 +83,14 @@ def test_alive_is_false_once_the_server_ended_the_session(pg_database, shared_po
     import psycopg
 
     db = Endpoint(Need.DATABASE, "postgres", pg_database, "X")
-    lock = dblock.open_lock(db, "migrate", 5)
+    lock = databases.of(db).open_lock(db, "migrate", 5)
     try:
         assert lock.try_acquire() and lock.alive()
         pid = lock.conn.info.backend_pid  # type: ignore[attr-defined]
         with psycopg.connect(shared_postgres, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         assert not lock.alive()
-        other = dblock.open_lock(db, "migrate", 5)
+        other = databases.of(db).open_lock(db, "migrate", 5)
         try:
             assert other.try_acquire()
         finally:

@@ -104,8 +104,8 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
 
 
 def test_mysql_at_head_and_text_table(backend, mysql_db, liveness, redis_namespace):
-    from spiffctl.lease.redis_store import RedisStore
-    from spiffctl.lease.store import Grant
+    from spiffctl.lease.stores.redis import RedisStore
+    from spiffctl.lease.stores import Grant
 
     set_revision(mysql_db, HEAD)
     key = redis_namespace.key("lease")  # every key under it is deleted after the test
@@ -172,12 +172,13 @@ def test_schema_unknown_without_migrations_folder(backend, pg_db):
 
 
 def test_schema_migration_in_progress_names_the_lock_holder(backend, pg_db):
-    from spiffctl import dblock
+    from spiffctl import databases
     from spiffctl.config.settings import Endpoint
     from spiffctl.roles import Need
 
     set_revision(pg_db, BASE)
-    lock = dblock.open_lock(Endpoint(Need.DATABASE, "postgres", pg_db, "X"), "migrate", 5)
+    db = Endpoint(Need.DATABASE, "postgres", pg_db, "X")
+    lock = databases.of(db).open_lock(db, "migrate", 5)
     try:
         assert lock.try_acquire()
         r = spiffctl(
@@ -445,8 +446,8 @@ def lease_env(backend: Path, **extra: str) -> dict[str, str]:
 
 
 def test_lease_holder_is_named_with_time_left(backend, make_server):
-    from spiffctl.lease.redis_store import RedisStore
-    from spiffctl.lease.store import Grant
+    from spiffctl.lease.stores.redis import RedisStore
+    from spiffctl.lease.stores import Grant
 
     redis_server = make_server(PrivateRedis, requirepass=PLANTED)
     url = redis_server.url_for(0, password=PLANTED)
@@ -478,8 +479,8 @@ def test_lease_nobody_holds_it_and_evicting_redis_fails(backend, make_server):
 def test_lease_without_redis_lives_in_the_database(backend, pg_database):
     from spiffctl.config.settings import load
     from spiffctl.lease.config import lease_config
-    from spiffctl.lease.db_store import DatabaseStore
-    from spiffctl.lease.store import Grant
+    from spiffctl.lease.stores.database import DatabaseStore
+    from spiffctl.lease.stores import Grant
 
     r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend))
     check = r.check("background lease")

@@ -226,7 +226,7 @@ def test_status_ok_parsing():
 
 
 def test_schema_revision_of_sqlite(tmp_path):
-    from spiffctl.probes import sqlite as sqlite_probe
+    from spiffctl.databases import sqlite as sqlite_probe
 
     db = tmp_path / "db.sqlite3"
     conn = sqlite3.connect(db)

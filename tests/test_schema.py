@@ -25,7 +25,7 @@ def execute(db: Endpoint, *statements: str) -> None:
             for s in statements:
                 conn.execute(s)
     elif db.kind == "mysql":
-        from spiffctl.probes import mysql
+        from spiffctl.databases import mysql
 
         conn = mysql.connect(db, 5)
         try:
@@ -38,7 +38,7 @@ def execute(db: Endpoint, *statements: str) -> None:
     else:
         import sqlite3
 
-        from spiffctl.probes.sqlite import path_of
+        from spiffctl.databases.sqlite import path_of
 
         path = path_of(db)
         assert path is not None
@@ -91,9 +91,9 @@ def test_wait_returns_within_a_poll_of_the_head(db):
 
 
 def test_the_wait_names_the_holder_of_the_migration_lock(db):
-    from spiffctl import dblock
+    from spiffctl import databases
 
-    lock = dblock.open_lock(db, "migrate", 5)
+    lock = databases.of(db).open_lock(db, "migrate", 5)
     try:
         assert lock.try_acquire()
         said: list[str] = []

@@ -3,9 +3,10 @@
 * ``SPIFFCTL_LOCK``: ``on`` (default) or ``off``. Off runs the Background without a lease, which
   is only safe when exactly one Background replica exists; spiffctl warns.
 * ``SPIFFCTL_LOCK_URL``: where the lease lives: a ``redis://`` or ``rediss://`` URL, or a database
-  URL (``postgresql://``, ``mysql://``, ``sqlite:///``). Default: the Celery broker URL when it is
-  Redis (set explicitly, or the backend's default ``redis://localhost`` with Celery on); else the
-  backend's own database (:mod:`spiffctl.lease.db`).
+  URL of a kind the backend takes (its URI schemes, ``postgresql://``, ``sqlite:///`` ...). Default:
+  the Celery broker URL when it is Redis (set explicitly, or the backend's default
+  ``redis://localhost`` with Celery on); else the backend's own database
+  (:mod:`spiffctl.lease.stores.database`).
 * ``SPIFFCTL_LOCK_KEY``: default derived from the database identity (kind, host, port, name; never
   the password), so two installations sharing one Redis never block each other.
 * ``SPIFFCTL_LOCK_TTL``: seconds, default 15 (client-go's lease duration), 3 to 600.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from spiffctl import databases
 from spiffctl.config import variables
 from spiffctl.config.settings import BROKER_URL, DB_SCHEMES, DEFAULT_BROKER, Endpoint, Settings
 from spiffctl.roles import Need
@@ -48,9 +50,7 @@ class LeaseConfig:
         """``Redis`` or the database's kind, for messages."""
         if self.database is None:
             return "Redis"
-        from spiffctl.lease.db_store import KINDS
-
-        return KINDS[self.database.kind]
+        return databases.NAMES[self.database.kind]
 
     @property
     def display(self) -> str:
@@ -123,13 +123,13 @@ def why_database(settings: Settings) -> str:
 
 # Not written as a URL: a hint with "://...@" in it would be masked like a real one.
 FORM = "write it as redis:// (or rediss://) then [:password@]host:port/db"
-SET_LOCK_URL = f"set {LOCK_URL} to a Redis or to a PostgreSQL, MySQL or SQLite file database"
+SET_LOCK_URL = f"set {LOCK_URL} to a Redis or to a {databases.listing()} file database"
 
 
 def _check_sqlite_file(database: Endpoint, source: str) -> None:
     """The SQLite lease is a lock file beside the database file: there must be one, at a path
     that means the same in every replica."""
-    from spiffctl.probes.sqlite import path_of
+    from spiffctl.databases.sqlite import path_of
 
     if database.url.split("://", 1)[1].split("?", 1)[0] in ("", "/", "/:memory:"):
         raise ConfigError(f"{source}: an in-memory SQLite database cannot hold the lease; {SET_LOCK_URL}")

@@ -9,8 +9,8 @@ Process tree while holding the lease::
 Every decision (when to poll, renew, start, fence, stop, release, exit, and what to log) is the
 state machine's. This module performs its actions and turns the world into its events:
 
-* store calls (:class:`~spiffctl.lease.store.Store`): the answer, :class:`~spiffctl.lease.store.StoreOutage`
-  or :class:`~spiffctl.lease.store.StoreRefusal` become the next event, delivered at once;
+* store calls (:class:`~spiffctl.lease.stores.Store`): the answer, :class:`~spiffctl.lease.stores.StoreOutage`
+  or :class:`~spiffctl.lease.stores.StoreRefusal` become the next event, delivered at once;
 * the watchdog (:mod:`spiffctl.lease.watchdog`): started with ``python -I -m``, driven over a control
   pipe, heard over a report pipe, both carrying :mod:`spiffctl.lease.messages`;
 * SIGTERM/SIGINT: recorded by the handler, woken up through ``signal.set_wakeup_fd``;
@@ -86,7 +86,7 @@ from spiffctl.lease.machine import (
 )
 from spiffctl.lease.messages import Exited, Failed, Fence, Go, Started, Stop
 from spiffctl.lease.start import WARM_CHILD, StartMode
-from spiffctl.lease.store import Grant, LeaseLost, Store, StoreOutage, StoreRefusal
+from spiffctl.lease.stores import Grant, LeaseLost, Store, StoreOutage, StoreRefusal, open_store
 from spiffctl.lease.timing import Timings
 from spiffctl.probes import one_line
 from spiffctl.roles import STOP_GRACE, Role
@@ -120,21 +120,6 @@ def lease_for_role(settings: Settings, role: Role) -> LeaseConfig:
             f"or set {LOCK_URL}, or {LOCK}=off if exactly one {role.name} replica runs"
         )
     return config
-
-
-def open_store(config: LeaseConfig, timings: Timings) -> Store:
-    """The store ``config`` names; every call gives up after the request timeout."""
-    assert config.url is not None
-    if config.database is not None:
-        from spiffctl.lease.db_store import DatabaseStore
-
-        # A releasing MySQL holder keeps its proof of release this long: a few standby polls.
-        return DatabaseStore(
-            config.database, config.key, config.ttl, timeout=timings.request_timeout, linger=3 * timings.poll
-        )
-    from spiffctl.lease.redis_store import RedisStore
-
-    return RedisStore.from_url(config.url, config.key, config.ttl, timeout=timings.request_timeout)
 
 
 def run_singleton(

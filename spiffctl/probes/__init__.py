@@ -1,6 +1,7 @@
 """One interface for "does this dependency answer?", one small module per dependency kind.
 
 Every probe module exposes ``check(endpoint, timeout) -> Outcome`` and nothing else is required.
+A database's probe is its kind's (:mod:`spiffctl.databases`); the others' modules live here.
 Modules are imported lazily by kind, so ``spiffctl run --role api`` against PostgreSQL never pays
 for importing the Redis or AMQP clients.
 
@@ -20,19 +21,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from types import ModuleType
 
+from spiffctl import databases
 from spiffctl.config.settings import Endpoint
 
-# kind -> module under spiffctl.probes
-_MODULES = {
-    "postgres": "postgres",
-    "mysql": "mysql",
-    "sqlite": "sqlite",
-    "redis": "redis",
-    "amqp": "amqp",
-    "sqs": "sqs",
-    "http": "http",
-}
+# The kinds probed by a module under spiffctl.probes of the same name (databases: their kind's).
+_MODULES = ("redis", "amqp", "sqs", "http")
 
 
 class Status(str, Enum):
@@ -69,11 +64,18 @@ def check(endpoint: Endpoint, timeout: float) -> Outcome:
     """Probe ``endpoint`` once, within about ``timeout`` seconds. Never raises."""
     started = time.monotonic()
     try:
-        module = importlib.import_module(f"spiffctl.probes.{_MODULES[endpoint.kind]}")
-        outcome: Outcome = module.check(endpoint, max(timeout, 0.1))
+        outcome: Outcome = _prober(endpoint.kind).check(endpoint, max(timeout, 0.1))
     except Exception as e:  # a probe bug or an unforeseen driver error must not become a traceback
         outcome = classify_exception(e)
     return Outcome(outcome.status, one_line(outcome.detail), outcome.facts, time.monotonic() - started)
+
+
+def _prober(kind: str) -> databases.Kind | ModuleType:
+    if databases.known(kind):
+        return databases.kind(kind)
+    if kind not in _MODULES:
+        raise KeyError(kind)
+    return importlib.import_module(f"spiffctl.probes.{kind}")
 
 
 def classify_exception(e: BaseException) -> Outcome:
@@ -122,9 +124,9 @@ def clause(text: str) -> str:
 
 # How drivers say the TLS handshake or the server's certificate was refused.
 TLS_FAILURE = ("certificate verify failed", "certificate_verify_failed", "ssl handshake", "tlsv1 alert")
-# How servers say "you may not": wrong credentials (PostgreSQL, MySQL/MariaDB, Redis, RabbitMQ in
-# that order), a database or role that does not exist, a virtual host that is missing or closed
-# to this user. Lower case; matched anywhere in the message.
+# How servers say "you may not": wrong credentials (the two database servers, Redis, RabbitMQ in
+# that order), a database or role that does not exist, a virtual host that is missing or closed to
+# this user. Lower case; matched anywhere in the message.
 REFUSED = (
     "authentication failed",
     "access denied",

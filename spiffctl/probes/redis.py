@@ -1,7 +1,7 @@
 """Redis (``redis://``, ``rediss://``, password and db number from the URL): PING.
 
 Also the one fail-fast Redis client and the one reading of redis-py's errors; the lease's Redis
-store (:mod:`spiffctl.lease.redis_store`) uses both.
+store (:mod:`spiffctl.lease.stores.redis`) uses both.
 """
 
 from __future__ import annotations

@@ -11,17 +11,16 @@ migrated the database (a rolling upgrade), and waiting would never end. That is 
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
+from spiffctl import databases
 from spiffctl.config import variables
 from spiffctl.config.settings import Endpoint
+from spiffctl.databases.dbapi import RevisionError
 from spiffctl.probes import Status
-from spiffctl.probes.sql import RevisionError, read_revision
 from spiffctl.schema import graph as migrations
 from spiffctl.util import bounded
 from spiffctl.util.errors import CONFIG, SpiffctlError, UnavailableError
@@ -85,7 +84,7 @@ class RevisionReader:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.driver: ModuleType = importlib.import_module(f"spiffctl.probes.{endpoint.kind}")
+        self.kind = databases.of(endpoint)
         self.conn: Any = None
 
     def read(self) -> str:
@@ -99,27 +98,23 @@ class RevisionReader:
         return result
 
     def _read(self) -> str | Unreadable:
-        if self.endpoint.kind == "sqlite":
-            path = self.driver.path_of(self.endpoint)
-            if path is not None and not path.exists():
-                return ""  # the backend creates the file at its first start: nothing migrated yet
         try:
             if self.conn is None:
-                self.conn = self.driver.connect(self.endpoint, READ_TIMEOUT)
-                if self.endpoint.kind == "mysql":
-                    self.conn.autocommit(True)  # else REPEATABLE READ shows the first read forever
+                self.conn = self.kind.connect_reader(self.endpoint, READ_TIMEOUT)
+                if self.conn is None:
+                    return ""  # no database yet: nothing was ever migrated
             cur = self.conn.cursor()
             try:
-                return read_revision(cur, self.driver.missing_table, getattr(self.driver, "hidden_table", None))
+                return self.kind.read_revision(cur)
             finally:
                 cur.close()
-                if self.endpoint.kind == "sqlite":
-                    self.close()  # a read-only handle per read: never keep the file open
+                if not self.kind.KEEP_READER:
+                    self.close()
         except RevisionError as e:
             return Unreadable(str(e), permanent=True)
         except Exception as e:
             self.close()
-            outcome = self.driver.classify(e)
+            outcome = self.kind.classify(e)
             return Unreadable(outcome.detail, permanent=outcome.status is Status.PERMANENT)
 
     def close(self) -> None:
@@ -133,10 +128,8 @@ class RevisionReader:
 
 def migration_holder(endpoint: Endpoint) -> str:
     """Words for the progress line: who holds the migration lock, or that nobody does."""
-    from spiffctl import dblock
-
     try:
-        lock = dblock.open_lock(endpoint, "migrate", READ_TIMEOUT)
+        lock = databases.of(endpoint).open_lock(endpoint, "migrate", READ_TIMEOUT)
     except Exception:
         return "the migration lock cannot be inspected"
     try:

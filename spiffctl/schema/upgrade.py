@@ -5,10 +5,10 @@ started together race (the loser dies with a duplicate ``alembic_version``). For
 with ``SPIFFWORKFLOW_BACKEND_UPGRADE_DB=true`` spiffctl does the upgrade itself, before the script:
 
 1. the schema is read (:mod:`spiffctl.schema.revision`); at head, there is nothing to do: no app start;
-2. else the migration lock is taken (:mod:`spiffctl.dblock`: a PostgreSQL advisory lock, a MySQL
-   ``GET_LOCK``, an flock beside the SQLite file), held by spiffctl's own session. A replica that
-   finds it taken polls: it names the holder in a progress line, and stops waiting as soon as the
-   schema reaches head (the holder has finished);
+2. else the migration lock is taken (the kind's session lock, :mod:`spiffctl.databases`: an
+   advisory or named lock on a server, an flock beside a file database), held by spiffctl's own
+   session. A replica that finds it taken polls: it names the holder in a progress line, and
+   stops waiting as soon as the schema reaches head (the holder has finished);
 3. under the lock the schema is read again, then the backend's own command runs exactly as the
    script would run it (``uv run flask db upgrade``, cwd the backend root, the script's
    environment), its output passed through; SIGTERM/SIGINT go to it, and spiffctl waits for it;
@@ -37,8 +37,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from spiffctl import dblock
+from spiffctl import databases
 from spiffctl.config.settings import Endpoint, P, Settings
+from spiffctl.databases.sessions import SessionLock
 from spiffctl.roles import Need, Role
 from spiffctl.schema import graph as migrations
 from spiffctl.schema import revision as schema
@@ -164,9 +165,9 @@ def _acquire(
     *,
     say: Say,
     waiting: Callable[[str], None],
-) -> dblock.SessionLock | None:
+) -> SessionLock | None:
     """The lock, or ``None`` when the schema reached head while we waited for it."""
-    lock = dblock.open_lock(endpoint, LOCK, schema.READ_TIMEOUT)
+    lock = databases.of(endpoint).open_lock(endpoint, LOCK, schema.READ_TIMEOUT)
     started = time.monotonic()
     last_progress = started
     try:
@@ -196,7 +197,7 @@ def _acquire(
     return lock
 
 
-def _run(backend_dir: Path, env: Mapping[str, str], lock: dblock.SessionLock, *, say: Say, redactor: Redactor) -> None:
+def _run(backend_dir: Path, env: Mapping[str, str], lock: SessionLock, *, say: Say, redactor: Redactor) -> None:
     """The backend's upgrade command as our child: output through, signals to it, its exit code out."""
     try:
         child = subprocess.Popen(
@@ -247,9 +248,7 @@ def _run(backend_dir: Path, env: Mapping[str, str], lock: dblock.SessionLock, *,
     )
 
 
-def _pump(
-    child: subprocess.Popen[bytes], lock: dblock.SessionLock, *, say: Say, redactor: Redactor
-) -> tuple[str, str] | None:
+def _pump(child: subprocess.Popen[bytes], lock: SessionLock, *, say: Say, redactor: Redactor) -> tuple[str, str] | None:
     """Pass the child's output through line by line until it closes both; watch the lock's session."""
     assert child.stdout is not None and child.stderr is not None
     # the child's fd -> ours

@@ -6,9 +6,7 @@ One connection does both: reading ``alembic_version`` fails the same way ``SELEC
 
 from __future__ import annotations
 
-import importlib
-
-from spiffctl import probes
+from spiffctl import databases, probes
 from spiffctl.config.settings import Endpoint, P
 from spiffctl.doctor.engine import Context, Result, fail, ok, skip, warn
 from spiffctl.probes import Outcome, Status
@@ -26,12 +24,6 @@ def check(ctx: Context) -> list[Result]:
     if db is None:
         return [skip(NAME, "not checked: the database settings have errors (see configuration)")]
     where = describe(db)
-    if db.kind == "sqlite":
-        # For SQLite, reachability means the file (or its folder) is usable; revision() alone
-        # would call a missing file in an unwritable folder "empty".
-        first = probes.check(db, ctx.budget())
-        if not first.ok:
-            return [_unreachable(db, where, first), skip(SCHEMA, "database not reachable")]
     outcome = revision(db, ctx.budget())
     if not outcome.ok:
         return [_unreachable(db, where, outcome), skip(SCHEMA, "database not reachable")]
@@ -50,21 +42,19 @@ def check(ctx: Context) -> list[Result]:
 
 
 def revision(endpoint: Endpoint, timeout: float) -> Outcome:
-    """The probe module's ``revision`` with the same never-raise contract as :func:`probes.check`."""
+    """The kind's ``revision`` with the same never-raise contract as :func:`probes.check`."""
     try:
-        module = importlib.import_module(f"spiffctl.probes.{endpoint.kind}")
-        return module.revision(endpoint, max(timeout, 0.1))  # type: ignore[no-any-return]
+        return databases.of(endpoint).revision(endpoint, max(timeout, 0.1))
     except Exception as e:
         return probes.classify_exception(e)
 
 
 def _migration_holder(db: Endpoint, ctx: Context) -> str | None:
     """Who holds spiffctl's migration lock on this database; ``None`` when nobody (or unknowable)."""
-    from spiffctl import dblock
     from spiffctl.schema.upgrade import LOCK
 
     try:
-        lock = dblock.open_lock(db, LOCK, ctx.budget())
+        lock = databases.of(db).open_lock(db, LOCK, ctx.budget())
     except Exception:
         return None
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from spiffctl.doctor.checks.database import unreachable_hint
 from spiffctl.doctor.engine import Context, Result, fail, ok, warn
 from spiffctl.lease.config import LOCK, LOCK_URL, LeaseConfig, lease_config, why_database
-from spiffctl.lease.store import Store
+from spiffctl.lease.stores import StoreOutage, StoreRefusal, open_store
+from spiffctl.lease.timing import Timings
+from spiffctl.roles import STOP_GRACE
 from spiffctl.util.errors import ConfigError
 
 NAME = "background lease"
@@ -44,21 +46,8 @@ def check(ctx: Context) -> list[Result]:
     return _inspect(ctx, config)
 
 
-def _open(ctx: Context, config: LeaseConfig) -> Store:
-    if config.database is not None:
-        from spiffctl.lease.db_store import DatabaseStore
-
-        return DatabaseStore(config.database, config.key, config.ttl, timeout=ctx.budget(), linger=0.0)
-    from spiffctl.lease.redis_store import RedisStore
-
-    assert config.url is not None
-    return RedisStore.from_url(config.url, config.key, config.ttl, timeout=ctx.budget())
-
-
 def _inspect(ctx: Context, config: LeaseConfig) -> list[Result]:
-    from spiffctl.lease.store import StoreOutage, StoreRefusal
-
-    store = _open(ctx, config)
+    store = open_store(config, Timings(config.ttl, STOP_GRACE), timeout=ctx.budget())
     try:
         holder = store.current_holder()
         problem = store.refusal()

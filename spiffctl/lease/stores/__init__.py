@@ -2,12 +2,13 @@
 
 A store keeps one lease under one key: at most one holder at a time, with an expiry of ``ttl``
 seconds that the holder resets by renewing, and an epoch that is larger at every acquisition: by
-one in Redis and SQLite, by leaps in PostgreSQL and MySQL (a server-wide counter drawn by everyone).
-The runner (:mod:`spiffctl.lease.guard`) drives it; the state machine (:mod:`spiffctl.lease.machine`)
-never sees it, only what the runner makes of its answers. Redis is one store
-(:mod:`spiffctl.lease.redis_store`), the backend's database another (:mod:`spiffctl.lease.db_store`);
-anything store-specific (Redis's run_id, the release tombstone, eviction policies) stays behind this
-interface.
+one in Redis and in a file database, by leaps on a database server (a server-wide counter drawn by
+everyone). The runner (:mod:`spiffctl.lease.guard`) drives it; the state machine
+(:mod:`spiffctl.lease.machine`) never sees it, only what the runner makes of its answers. There are
+two stores: Redis (:mod:`.redis`) and the backend's own database (:mod:`.database`, over a session
+of the database's kind); :func:`open_store` opens the one the lease configuration names, for the
+runner and for doctor alike. Anything store-specific (Redis's run_id, the release tombstone,
+eviction policies, a session lock) stays behind this interface.
 
 The error model. A store call ends in one of four ways:
 
@@ -26,7 +27,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from spiffctl.lease.config import LeaseConfig
+    from spiffctl.lease.timing import Timings
 
 
 class StoreOutage(Exception):
@@ -54,7 +59,7 @@ class Holder:
     def describe(self) -> str:
         since = f" since {format_wall(self.since)}" if self.since else ""
         epoch = f", epoch {self.epoch}" if self.epoch else ""
-        pid = f" pid {self.pid}" if self.pid else ""  # MySQL names a connection, not a process
+        pid = f" pid {self.pid}" if self.pid else ""  # some kinds name a connection, not a process
         return f"{self.host}{pid}{since}{epoch}"
 
 
@@ -106,3 +111,18 @@ class Store(Protocol):
         """Who holds the lease, read-only (``doctor``); None when nobody does."""
 
     def close(self) -> None: ...
+
+
+def open_store(config: LeaseConfig, timings: Timings, *, timeout: float | None = None) -> Store:
+    """The store ``config`` names (connecting lazily); every call gives up after ``timeout``
+    (default: the request timeout of ``timings``)."""
+    assert config.url is not None
+    timeout = timings.request_timeout if timeout is None else timeout
+    if config.database is not None:
+        from spiffctl.lease.stores.database import DatabaseStore
+
+        # How long a releasing holder keeps its session, where a kind may keep its proof of release: a few polls.
+        return DatabaseStore(config.database, config.key, config.ttl, timeout=timeout, linger=3 * timings.poll)
+    from spiffctl.lease.stores.redis import RedisStore
+
+    return RedisStore.from_url(config.url, config.key, config.ttl, timeout=timeout)

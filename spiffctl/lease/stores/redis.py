@@ -1,4 +1,4 @@
-"""The lease in Redis: a :class:`~spiffctl.lease.store.Store` (acquire, renew, release). Nothing else.
+"""The lease in Redis: a :class:`~spiffctl.lease.stores.Store` (acquire, renew, release). Nothing else.
 
 Keys (``K`` is ``SPIFFCTL_LOCK_KEY``; all in one Redis database, no cluster hash tags needed
 because a Background lease never spans shards):
@@ -39,8 +39,8 @@ Eviction. A Redis with an evicting ``maxmemory-policy`` may drop the key under m
 (``volatile-*`` policies especially, because the key has a TTL), which breaks every guarantee
 above; :meth:`RedisStore.refusal` says so, and the runner refuses to run.
 
-Errors. redis-py's and the socket's failures become :class:`~spiffctl.lease.store.StoreOutage` or
-:class:`~spiffctl.lease.store.StoreRefusal` as :func:`spiffctl.probes.redis.failure` reads them;
+Errors. redis-py's and the socket's failures become :class:`~spiffctl.lease.stores.StoreOutage` or
+:class:`~spiffctl.lease.stores.StoreRefusal` as :func:`spiffctl.probes.redis.failure` reads them;
 anything else (a ``TypeError``, an error reply from a wrong script) propagates: it is a bug.
 
 Limits: a Redis restored from an *older* snapshot can resurrect an old tombstone or record; the
@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spiffctl.lease import clock
-from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
 from spiffctl.lease.timing import local_deadline
 from spiffctl.probes import Status
 from spiffctl.probes import redis as probe

@@ -1,12 +1,13 @@
-"""The lease in the backend's own database: a :class:`~spiffctl.lease.store.Store` over a session lock.
+"""The lease in the backend's own database: a :class:`~spiffctl.lease.stores.Store` over a session lock.
 
-One session (:mod:`spiffctl.lease.db`) per store, opened lazily and dropped at the first error:
+One session of the database's kind (:class:`~spiffctl.databases.sessions.LeaseSession`) per
+store, opened lazily and dropped at the first error:
 a session lock cannot outlive its session, so a holder whose session failed has lost the lease,
 and a standby simply connects again at its next poll.
 
 How the store's calls map onto a session:
 
-* ``try_acquire``: :meth:`~spiffctl.lease.db.Session.acquire`. The local deadline counts from a
+* ``try_acquire``: :meth:`~spiffctl.databases.sessions.LeaseSession.acquire`. The local deadline counts from a
   clock read before the lock query, as for Redis. Unlike a Redis key, the lock has no expiry on
   the server: the server ends it only with the session, which happens at the earliest when the
   session has been idle for the TTL (the idle limit each kind sets), i.e. after the holder's
@@ -19,53 +20,34 @@ How the store's calls map onto a session:
 * ``current_holder``: read from the server (doctor, standby logs).
 
 Errors. Driver and socket failures while connecting or polling become
-:class:`~spiffctl.lease.store.StoreOutage` or :class:`~spiffctl.lease.store.StoreRefusal` as the
-database probes classify them; anything else propagates: a bug.
+:class:`~spiffctl.lease.stores.StoreOutage` or :class:`~spiffctl.lease.stores.StoreRefusal` as the
+kind classifies them; anything else propagates: a bug.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Callable
 from typing import TypeVar
 
+from spiffctl import databases
 from spiffctl.config.settings import Endpoint
+from spiffctl.databases.sessions import LeaseSession
 from spiffctl.lease import clock
-from spiffctl.lease.db import Session, open_session
-from spiffctl.lease.store import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
 from spiffctl.lease.timing import local_deadline
-from spiffctl.probes import Outcome, Status
+from spiffctl.probes import Status
 
 T = TypeVar("T")
 
-KINDS = {"postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite"}
 
-
-def _driver_errors(kind: str) -> tuple[type[BaseException], ...]:
-    if kind == "postgres":
-        import psycopg
-
-        return (psycopg.Error, OSError)
-    if kind == "mysql":
-        import pymysql
-
-        return (pymysql.err.Error, OSError)
-    return (OSError,)
-
-
-def _classify(kind: str, e: BaseException) -> Outcome:
-    if kind == "postgres":
-        from spiffctl.probes import postgres
-
-        return postgres.classify(e)
-    if kind == "mysql":
-        from spiffctl.probes import mysql
-
-        return mysql.classify(e)
-    from spiffctl.probes import classify_exception
-
-    return classify_exception(e)
+def lock_name(key: str) -> str:
+    """The lock's name for ``SPIFFCTL_LOCK_KEY``: short enough for the shortest limit on a lock's
+    name among the kinds (64 characters) with a suffix, and a distinct space from the migration
+    lock's names."""
+    return f"spiffctl:lease:{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
 class DatabaseStore:
@@ -91,16 +73,17 @@ class DatabaseStore:
         self.host = host or socket.gethostname()
         self.pid = pid or os.getpid()
         self.now = now
-        self.kind = KINDS[endpoint.kind]
+        self.kind = databases.NAMES[endpoint.kind]
         self.where = f"{self.kind} {endpoint.display}"
-        self._errors = _driver_errors(endpoint.kind)
-        self._session: Session | None = None
+        self._kind = databases.of(endpoint)
+        self._errors = self._kind.driver_errors()
+        self._session: LeaseSession | None = None
 
-    def _open(self) -> Session:
+    def _open(self) -> LeaseSession:
         if self._session is None:
-            self._session = open_session(
+            self._session = self._kind.open_session(
                 self.endpoint,
-                self.key,
+                lock_name(self.key),
                 self.ttl,
                 timeout=self.timeout,
                 host=self.host,
@@ -114,13 +97,13 @@ class DatabaseStore:
             session, self._session = self._session, None
             session.close()
 
-    def _call(self, action: Callable[[Session], T]) -> T:
+    def _call(self, action: Callable[[LeaseSession], T]) -> T:
         """``action`` on our session (connecting first if need be), its failures as the store's."""
         try:
             return action(self._open())
         except self._errors as e:
             self._drop()
-            outcome = _classify(self.endpoint.kind, e)
+            outcome = self._kind.classify(e)
             if outcome.status is Status.PERMANENT:
                 raise StoreRefusal(outcome.detail) from e
             raise StoreOutage(outcome.detail) from e
@@ -146,7 +129,7 @@ class DatabaseStore:
             held = self._session.holds()
         except self._errors as e:
             self._drop()
-            detail = _classify(self.endpoint.kind, e).detail
+            detail = self._kind.classify(e).detail
             return LeaseLost(
                 f"our database session failed ({detail}); the lease ended with it "
                 "(the server restarted, failed over or terminated the session, or it was idle too long)"
@@ -165,7 +148,7 @@ class DatabaseStore:
             return False  # the session is closed: the lock is released, without proof
         if not released:
             self._drop()
-        # else the session stays until close(): MySQL's proof of release lives as long as it does.
+        # else the session stays until close(): a kind's proof of release may live as long as it does.
         return released
 
     def current_holder(self) -> Holder | None:

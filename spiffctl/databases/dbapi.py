@@ -1,6 +1,7 @@
-"""What the SQL probes share: connect, run a query, close, classify the failure.
+"""What every kind's probe shares, whatever its DB-API driver: connect, run a query, close,
+classify the failure; read ``alembic_version``.
 
-Each SQL module supplies ``connect(endpoint, timeout)`` returning a DB-API connection,
+Each kind supplies ``connect(endpoint, timeout)`` returning a DB-API connection,
 ``classify(exc)`` mapping its driver's errors to an :class:`~spiffctl.probes.Outcome`, and
 ``missing_table(exc)``: the error says ``alembic_version`` does not exist (an empty schema), as
 opposed to any other refusal (permission denied, locked), which must never read as "empty".

@@ -1,15 +1,21 @@
-"""What a lock held on a database server's connection shares, whatever the server: one-value
-queries, a liveness check, and an explicit release before the close.
+"""What the kinds that are database servers share: a lock held on spiffctl's own connection
+(one-value queries, a liveness check, an explicit release before the close), and a lock key.
 
 Why release before closing: the server drops a closed session's locks only once its side of the
-session has noticed the close (MySQL's connection thread, PostgreSQL's backend exiting), and a
+session has noticed the close (its connection thread, or its backend process exiting), and a
 waiter polling in between would miss its turn. The close still releases them when the release
 query cannot run.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+
+def key64(name: str) -> int:
+    """A signed 64-bit key for ``name``, for servers whose advisory locks take a bigint."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class ServerLock:
