@@ -17,8 +17,8 @@ from pathlib import Path
 from spiffctl.config.settings import load
 from spiffctl.launch import child_env, prepare, say, script_path
 from spiffctl.lease.guard import Guard, lease_for_role
-from spiffctl.lease.stores.redis import RedisStore
 from spiffctl.lease.stores import Grant, Holder, LeaseLost
+from spiffctl.lease.stores.redis import RedisStore
 from spiffctl.roles import get_role
 from spiffctl.util.errors import SpiffctlError
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from spiffctl.config.settings import Endpoint, Need
-from spiffctl.lease.stores.database import DatabaseStore
 from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.stores.database import DatabaseStore
 from tests.servers import ClosedPort, eventually
 
 TTL = 3.0

@@ -104,8 +104,8 @@ def test_all_healthy_with_celery_exits_0(backend, pg_db, liveness):
 
 
 def test_mysql_at_head_and_text_table(backend, mysql_db, liveness, redis_namespace):
-    from spiffctl.lease.stores.redis import RedisStore
     from spiffctl.lease.stores import Grant
+    from spiffctl.lease.stores.redis import RedisStore
 
     set_revision(mysql_db, HEAD)
     key = redis_namespace.key("lease")  # every key under it is deleted after the test
@@ -446,8 +446,8 @@ def lease_env(backend: Path, **extra: str) -> dict[str, str]:
 
 
 def test_lease_holder_is_named_with_time_left(backend, make_server):
-    from spiffctl.lease.stores.redis import RedisStore
     from spiffctl.lease.stores import Grant
+    from spiffctl.lease.stores.redis import RedisStore
 
     redis_server = make_server(PrivateRedis, requirepass=PLANTED)
     url = redis_server.url_for(0, password=PLANTED)
@@ -479,8 +479,8 @@ def test_lease_nobody_holds_it_and_evicting_redis_fails(backend, make_server):
 def test_lease_without_redis_lives_in_the_database(backend, pg_database):
     from spiffctl.config.settings import load
     from spiffctl.lease.config import lease_config
-    from spiffctl.lease.stores.database import DatabaseStore
     from spiffctl.lease.stores import Grant
+    from spiffctl.lease.stores.database import DatabaseStore
 
     r = spiffctl("doctor", "--role", "background", "--json", env=lease_env(backend))
     check = r.check("background lease")

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from spiffctl.lease import timing
-from spiffctl.lease.stores.redis import RedisStore, new_token, tombstone_ttl
 from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.stores.redis import RedisStore, new_token, tombstone_ttl
 from spiffctl.probes.redis import client
 from tests.servers import ClosedPort, PrivateRedis, wait_until
 
