@@ -3,12 +3,13 @@
 A kind (``Endpoint.kind``) is everything spiffctl needs of one database: connect and probe it,
 classify its driver's errors, take a session lock (the migration lock), hold the Background lease
 on a session, and read ``alembic_version`` again and again. Each module ``spiffctl.databases.<kind>``
-gives all of that (:class:`Kind`); callers ask :func:`kind` or :func:`of` and never test the kind
-themselves.
+gives all of that (:class:`Kind`, which mypy checks each module against); callers ask :func:`kind`
+or :func:`of` for it instead of testing the kind.
 
 Modules are imported on first use and kept, and each imports its driver only when it connects,
 so a process pays for the kinds (and drivers) it uses and no other. Adding a kind is one module
-(or sub-package) plus one line in :data:`NAMES`.
+(or sub-package) plus one line in :data:`NAMES` (and, for the operator to name it, its URI scheme
+in :mod:`spiffctl.config.settings`).
 """
 
 from __future__ import annotations
