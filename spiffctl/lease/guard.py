@@ -320,13 +320,15 @@ class Guard:
         if not data:
             self._close_watchdog()
             return [WatchdogGone()]
-        reports = self.reader.feed(data)
-        for report in reports:
+        reports: list[Event] = []
+        for report in self.reader.feed(data):
+            assert isinstance(report, messages.REPORTS)  # the reader decodes nothing else
             if isinstance(report, Started):
                 self.child_pid = report.pid
             elif isinstance(report, (Exited, Failed)):
                 self._close_watchdog()  # its last word: it exits right after
-        return list(reports)
+            reports.append(report)
+        return reports
 
     # -- actions ----------------------------------------------------------------------------
 

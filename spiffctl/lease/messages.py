@@ -37,7 +37,7 @@ from enum import Enum
 
 TYPE_CHECKING = False  # not typing's: the watchdog never imports typing (a smaller process to keep around)
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
 
 
 class ProtocolError(ValueError):
@@ -122,7 +122,7 @@ def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")  # NaN is the one value unequal to itself
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if isinstance(value, Enum):
         return str(value.value)
     if isinstance(value, float):
@@ -151,10 +151,16 @@ def _bool(text: str) -> bool:
 
 
 # Field types as written in the classes above (annotations are strings here).
-_PARSERS: dict[str, Any] = {"float": _finite_float, "int": int, "str": str, "How": How, "bool": _bool}
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "float": _finite_float,
+    "int": int,
+    "str": str,
+    "How": How,
+    "bool": _bool,
+}
 
 
-def decode(line: bytes, kinds: tuple[type[Any], ...]) -> Any:
+def decode(line: bytes, kinds: tuple[type[Message], ...]) -> Message:
     """One message of one of ``kinds`` from one line (without its newline); :class:`ProtocolError` otherwise."""
     text = line.decode(errors="replace")
     tag, _, rest = text.partition(" ")
@@ -166,8 +172,9 @@ def decode(line: bytes, kinds: tuple[type[Any], ...]) -> Any:
     values = rest.split(" ", len(wanted) - 1) if wanted else []
     if len(values) != len(wanted):
         raise ProtocolError(f"{tag}: expected {len(wanted)} fields, got {text[:80]!r}")
+    make: Callable[..., Message] = kind  # each field's parser gives the type its annotation names
     try:
-        return kind(**{f.name: _PARSERS[str(f.type)](value) for f, value in zip(wanted, values, strict=True)})
+        return make(**{f.name: _PARSERS[str(f.type)](value) for f, value in zip(wanted, values, strict=True)})
     except ValueError as e:
         raise ProtocolError(f"{tag}: {e}") from None
 
@@ -175,11 +182,11 @@ def decode(line: bytes, kinds: tuple[type[Any], ...]) -> Any:
 class Reader:
     """Splits a byte stream into messages, keeping an incomplete last line for the next chunk."""
 
-    def __init__(self, kinds: tuple[type[Any], ...]) -> None:
+    def __init__(self, kinds: tuple[type[Message], ...]) -> None:
         self._kinds = kinds
         self._buffer = b""
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes) -> list[Message]:
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
         return [decode(line, self._kinds) for line in lines]
