@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from spiffctl.util import procfs
-from tests.clirun import HTTPStub, backend_root, base_env, celery_worker, spiffctl
-from tests.servers import Blackhole, ClosedPort, PrivateRedis, wait_until
 from tests.standins import give_venv, read_records
+from tests.support.cli import HTTPStub, backend_root, base_env, celery_worker, spiffctl
+from tests.support.poll import wait_until
+from tests.support.ports import Blackhole, ClosedPort
+from tests.support.servers.redis import PrivateRedis
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -343,8 +345,9 @@ def test_api_slow_drip_server_is_cut_off_by_the_bound(run_dir):
 
 def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, tmp_path):
     """`run --role all` under supervisord, then the image's plain `spiffctl healthcheck`."""
-    from tests.servers import free_port, wait_until
     from tests.standins import at_head, standin_env, wait_for_record
+    from tests.support.poll import wait_until
+    from tests.support.ports import free_port
 
     run_dir = tmp_path / "run"
     env = {
@@ -390,7 +393,7 @@ def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, 
 
 
 def test_api_started_by_run_with_the_standin(tmp_path, run_dir):
-    from tests.servers import free_port
+    from tests.support.ports import free_port
 
     backend = backend_root(tmp_path / "backend", standins=True)
     status_file = tmp_path / "status"

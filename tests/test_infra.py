@@ -13,20 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import (
-    Blackhole,
-    ClosedPort,
-    PrivateMariaDB,
-    PrivatePostgres,
-    PrivateRabbitMQ,
-    PrivateRedis,
-    PrivateServer,
-    free_port,
-    group_members,
-    pid_alive,
-    port_open,
-    wait_until,
-)
 from tests.standins import (
     BACKEND_TEMPLATE,
     find_records,
@@ -36,6 +22,14 @@ from tests.standins import (
     start_standin,
     wait_for_record,
 )
+from tests.support.poll import wait_until
+from tests.support.ports import Blackhole, ClosedPort, free_port, port_open
+from tests.support.procs import group_members, pid_alive
+from tests.support.servers.base import PrivateServer
+from tests.support.servers.mariadb import PrivateMariaDB
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.rabbitmq import PrivateRabbitMQ
+from tests.support.servers.redis import PrivateRedis
 
 # ---------------------------------------------------------------------------------------------
 # helpers

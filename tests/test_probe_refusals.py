@@ -14,7 +14,10 @@ from spiffctl.config.settings import Endpoint
 from spiffctl.probes import REFUSED, Status, classify_text
 from spiffctl.probes import redis as redis_probe
 from spiffctl.roles import Need
-from tests.servers import ClosedPort, PrivateMariaDB, PrivatePostgres, PrivateRedis
+from tests.support.ports import ClosedPort
+from tests.support.servers.mariadb import PrivateMariaDB
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.redis import PrivateRedis
 
 RIGHT, WRONG = "Right-Pa55", "Wrong-Pa55"
 
