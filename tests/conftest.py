@@ -49,8 +49,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # session sweeps what a killed one left, see tests.support.servers.base._sweep_stale_roots.)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt_on_term)
-    config.addinivalue_line("markers", "slow: takes several seconds (e.g. a private RabbitMQ node)")
-    config.addinivalue_line("markers", "image: builds or runs a container image (needs podman/buildah)")
 
 
 # ---------------------------------------------------------------------------------------------
