@@ -246,6 +246,8 @@ def holder_of(runs: dict[int, Run]) -> Run | None:
 class Cluster:
     """One private Redis, one stand-in backend, any number of replicas sharing them."""
 
+    kind = "redis"  # where the lease lives; DbCluster: "postgres" or "mysql"
+
     def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0, warm: bool = False) -> None:
         self.tmp = tmp
         self.ttl = ttl
