@@ -6,11 +6,12 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tests.support.poll import wait_until
 
 LOCALHOST = "127.0.0.1"
+H = TypeVar("H", bound="_HeldPort")
 
 
 def port_open(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool:
@@ -47,7 +48,29 @@ def free_port(host: str = LOCALHOST) -> int:
     raise RuntimeError("no free port found")
 
 
-class ClosedPort:
+class _HeldPort:
+    """A port this object holds until :meth:`close` (or the end of its ``with`` block)."""
+
+    host: str
+    port: int
+
+    def url(self, scheme: str, path: str = "/") -> str:
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __int__(self) -> int:
+        return self.port
+
+    def __enter__(self: H) -> H:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ClosedPort(_HeldPort):
     """A port on 127.0.0.1 that refuses connections (RST) for as long as this object lives.
 
     The port is bound but not listening, so nobody else can take it meanwhile. ``int(closed)`` or
@@ -60,23 +83,11 @@ class ClosedPort:
         self.host = LOCALHOST
         self.port: int = self._sock.getsockname()[1]
 
-    def url(self, scheme: str, path: str = "/") -> str:
-        return f"{scheme}://{self.host}:{self.port}{path}"
-
     def close(self) -> None:
         self._sock.close()
 
-    def __int__(self) -> int:
-        return self.port
 
-    def __enter__(self) -> ClosedPort:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Blackhole:
+class Blackhole(_HeldPort):
     """A TCP listener on a free port of 127.0.0.1 that never answers.
 
     ``mode="accept"`` (default): connections are accepted (the handshake completes, the client's
@@ -114,9 +125,6 @@ class Blackhole:
                 self._held.append(filler)
             time.sleep(0.05)
 
-    def url(self, scheme: str, path: str = "/") -> str:
-        return f"{scheme}://{self.host}:{self.port}{path}"
-
     def _accept_loop(self) -> None:
         self._listener.settimeout(0.2)
         while not self._closed.is_set():
@@ -136,12 +144,3 @@ class Blackhole:
             with contextlib.suppress(OSError):
                 s.close()
         self._held.clear()
-
-    def __int__(self) -> int:
-        return self.port
-
-    def __enter__(self) -> Blackhole:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
