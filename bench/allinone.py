@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import children_map, free_port, pid_alive  # noqa: E402
 from tests.standins import BACKEND_TEMPLATE as BACKEND  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.procs import children_map, pid_alive  # noqa: E402
 
 
 def tree(root: int, kids: dict[int, list[int]]) -> set[int]:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_image import IMAGE, PG_URI, _base_image, _context, _wheels, backend_env, free_port, sh
+from tests.support.ports import free_port
+from tests.test_image import IMAGE, PG_URI, _base_image, _context, _wheels, backend_env, sh
 
 PODMAN = ["podman", "--runtime", "runc"]
 LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]

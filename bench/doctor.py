@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.clirun import backend_root, unresponsive_env
-from tests.servers import Blackhole
+from tests.support.cli import backend_root, unresponsive_env
+from tests.support.ports import Blackhole
 
 
 def measure(env: dict[str, str], timeout: float) -> tuple[float, int]:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from tests.fuzzing import Case, cases, judge  # noqa: E402
+from tests.support.fuzzing import Case, cases, judge  # noqa: E402
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.clirun import celery_worker
-from tests.servers import PrivateRedis
+from tests.support.cli import celery_worker
+from tests.support.servers.redis import PrivateRedis
 
 
 def measure(env: dict[str, str]) -> tuple[float, int, str]:

@@ -45,9 +45,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port  # noqa: E402
-from tests.shared import SHARED_POSTGRES_URL, SHARED_REDIS_URL, unique_name  # noqa: E402
 from tests.standins import copy_backend, read_records, uv_env  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.shared_services import SHARED_POSTGRES_URL, SHARED_REDIS_URL, unique_name  # noqa: E402
 
 SPIFFCTL = [sys.executable, "-m", "spiffctl"]
 MARK = "SPIFFCTL_BENCH_RUN"  # in every process's environment: the sweep at the end finds them by it

@@ -146,7 +146,7 @@ def p2(root: Path, runs: int, delay: float) -> list[float]:
 
 def wait_bound(root: Path, timeout: float = 1.0) -> list[tuple[str, str, float]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.servers import Blackhole
+    from tests.support.ports import Blackhole
 
     out = []
     for mode in ("accept", "drop"):

@@ -9,7 +9,7 @@ W3  RSS of a warm standby's child (the loaded stand-in app; the real app: docs/f
 W4  all-in-one (API + Background, SQLite): the API's "ready" -> the Background's scheduler start,
     without a lease (SPIFFCTL_LOCK=off) and with the lease in the SQLite database (default TTL).
 
-The stand-in script keeps the real one's shape (tests/lease_standin.py ``STANDIN_SCRIPT_SHAPE``):
+The stand-in script keeps the real one's shape (tests/support/background_standin.py ``STANDIN_SCRIPT_SHAPE``):
 a schema wait of two app starts, a sleep of ``--script-sleep`` seconds (the real script's 100 s by
 default), one more app start; an app start burns ``--app-cpu`` CPU-seconds (the real one: about 5 s
 on these machines). Times come from the stand-in scheduler's own records (monotonic clock).
@@ -27,17 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.lease_support import Cluster, Replica, overlap, wait_for
+from tests.support.poll import wait_until
+from tests.support.replicas import Cluster, Replica, overlap
 
 
 def pair(cluster: Cluster, mode: str, extra: dict[str, str]) -> tuple[Replica, Replica]:
     """Replica ``a`` holding the lease with its scheduler running, ``b`` its (warm) standby."""
     cluster.prime()
     a = cluster.start("a", SPIFFCTL_BACKGROUND_START=mode, **extra)
-    assert wait_for(lambda: cluster.workers_of("a"), 2 * cluster.ttl + 300), cluster.logs()
+    wait_until(lambda: cluster.workers_of("a"), 2 * cluster.ttl + 300, what=cluster.logs)
     b = cluster.start("b", SPIFFCTL_BACKGROUND_START=mode, **extra)
     loaded = "warm standby: the app is loaded" if mode == "warm" else "standby: the Background lease is held by"
-    assert wait_for(lambda: loaded in b.log(), 120), cluster.logs()
+    wait_until(lambda: loaded in b.log(), 120, what=cluster.logs)
     return a, b
 
 
@@ -48,7 +49,7 @@ def gap(ttl: float, mode: str, sig: int, extra: dict[str, str]) -> tuple[float, 
         try:
             a, _ = pair(cluster, mode, extra)
             a.signal(sig)
-            assert wait_for(lambda: cluster.workers_of("b"), 3 * ttl + 600), cluster.logs()
+            wait_until(lambda: cluster.workers_of("b"), 3 * ttl + 600, what=cluster.logs)
             [old] = cluster.workers_of("a")
             [new] = cluster.workers_of("b")
             return new.start - old.times[-1], overlap(cluster.runs())
@@ -71,14 +72,14 @@ def standby_rss(ttl: float, extra: dict[str, str]) -> int:
 
 def all_in_one(lease_off: bool, extra: dict[str, str]) -> float:
     """Seconds from the API's ready record to the Background's scheduler start, in one all-in-one."""
-    from tests.allinone_support import running, scheduler_starts, warm_env
     from tests.standins import read_records
+    from tests.support.allinone import running, scheduler_starts, warm_env
 
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
         root = Path(tmp)
         env = warm_env(root, **({"SPIFFCTL_LOCK": "off"} if lease_off else {}), **extra)
         with running(root, env, "--wait-timeout", "60"):
-            assert wait_for(lambda: scheduler_starts(root), 120)
+            wait_until(lambda: scheduler_starts(root), 120)
         [ready] = [r for r in read_records(root / "record") if r["role"] == "api" and r["event"] == "ready"]
         return scheduler_starts(root)[0] - float(ready["monotonic"])
 

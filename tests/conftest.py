@@ -7,9 +7,9 @@ Per test, on the shared services: ``pg_database`` / ``mysql_database`` -> URL of
 uniquely named database (dropped afterwards); ``database`` -> (kind, URL) of a fresh database,
 parametrized over PostgreSQL, MariaDB and SQLite; ``redis_namespace`` -> :class:`RedisNamespace`.
 
-Private servers (``tests.servers``), started, cleaned up after the test: ``private_postgres``,
+Private servers (``tests.support.servers``), started, cleaned up after the test: ``private_postgres``,
 ``private_mariadb``, ``private_redis``, ``private_rabbitmq`` (slow, ~6 s), and ``make_server``
-(a factory for custom options). Network oddities: ``blackhole``, ``closed_port``.
+(a factory for custom options). Network oddities (``tests.support.ports``): ``blackhole``, ``closed_port``.
 
 Stand-ins (``tests.standins``): ``fake_backend`` -> Path of a private copy of the fake backend
 root; ``standin_record`` -> Path of this test's record file (not yet created).
@@ -27,17 +27,14 @@ from typing import Any, TypeVar
 import pytest
 
 from spiffctl.config.settings import Endpoint, Need
-from tests import shared
-from tests.servers import (
-    Blackhole,
-    ClosedPort,
-    PrivateMariaDB,
-    PrivatePostgres,
-    PrivateRabbitMQ,
-    PrivateRedis,
-    PrivateServer,
-)
 from tests.standins import copy_backend
+from tests.support import shared_services
+from tests.support.ports import Blackhole, ClosedPort
+from tests.support.servers.base import PrivateServer
+from tests.support.servers.mariadb import PrivateMariaDB
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.rabbitmq import PrivateRabbitMQ
+from tests.support.servers.redis import PrivateRedis
 
 S = TypeVar("S", bound=PrivateServer)
 
@@ -49,11 +46,9 @@ def _interrupt_on_term(signum: int, frame: object) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM would end pytest without finalizers or atexit: make it an interrupt, so private
     # servers are stopped and their directories removed. (SIGKILL cannot be caught: the next
-    # session sweeps what a killed one left, see servers._sweep_stale_roots.)
+    # session sweeps what a killed one left, see tests.support.servers.base._sweep_stale_roots.)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt_on_term)
-    config.addinivalue_line("markers", "slow: takes several seconds (e.g. a private RabbitMQ node)")
-    config.addinivalue_line("markers", "image: builds or runs a container image (needs podman/buildah)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,25 +71,25 @@ def _require(name: str, url: str, check: Callable[[], None]) -> str:
 @pytest.fixture(scope="session")
 def shared_postgres() -> str:
     """URL of the shared PostgreSQL (superuser postgres, trust auth, database postgres)."""
-    return _require("PostgreSQL", shared.SHARED_POSTGRES_URL, shared.check_postgres)
+    return _require("PostgreSQL", shared_services.SHARED_POSTGRES_URL, shared_services.check_postgres)
 
 
 @pytest.fixture(scope="session")
 def shared_mariadb() -> str:
     """URL of the shared MariaDB (root, empty password, no database)."""
-    return _require("MariaDB", shared.SHARED_MARIADB_URL, shared.check_mariadb)
+    return _require("MariaDB", shared_services.SHARED_MARIADB_URL, shared_services.check_mariadb)
 
 
 @pytest.fixture(scope="session")
 def shared_redis() -> str:
     """URL of the shared Redis (db 0). Prefer ``redis_namespace`` for keys."""
-    return _require("Redis", shared.SHARED_REDIS_URL, shared.check_redis)
+    return _require("Redis", shared_services.SHARED_REDIS_URL, shared_services.check_redis)
 
 
 @pytest.fixture(scope="session")
 def shared_rabbitmq() -> str:
     """URL of the shared RabbitMQ (guest/guest, vhost /)."""
-    return _require("RabbitMQ", shared.SHARED_RABBITMQ_URL, shared.check_rabbitmq)
+    return _require("RabbitMQ", shared_services.SHARED_RABBITMQ_URL, shared_services.check_rabbitmq)
 
 
 @pytest.fixture
@@ -103,7 +98,7 @@ def pg_database(shared_postgres: str) -> Iterator[str]:
     import psycopg
     from psycopg import sql
 
-    name = shared.unique_name("spiffctl")
+    name = shared_services.unique_name("spiffctl")
     with psycopg.connect(shared_postgres, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield shared_postgres.rsplit("/", 1)[0] + "/" + name
@@ -116,7 +111,7 @@ def mysql_database(shared_mariadb: str) -> Iterator[str]:
     """URL (``mysql://root@127.0.0.1:3306/<name>``) of a fresh database on the shared MariaDB."""
     import pymysql
 
-    name = shared.unique_name("spiffctl")
+    name = shared_services.unique_name("spiffctl")
 
     def run(stmt: str) -> None:
         conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
@@ -176,7 +171,7 @@ class RedisNamespace:
 
 @pytest.fixture
 def redis_namespace(shared_redis: str) -> Iterator[RedisNamespace]:
-    ns = RedisNamespace(url=shared_redis, prefix=shared.unique_name("spiffctl") + ":")
+    ns = RedisNamespace(url=shared_redis, prefix=shared_services.unique_name("spiffctl") + ":")
     yield ns
     client = ns.client()
     try:

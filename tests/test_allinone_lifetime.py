@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.allinone_support import Run, base_env, records, running, spiffctl
-from tests.servers import children_map, eventually, pid_alive, session_members
 from tests.standins import read_records
+from tests.support.allinone import Run, base_env, records, running, spiffctl
+from tests.support.poll import wait_until
+from tests.support.procs import children_map, pid_alive, session_members
 
 GRACE = 3
 PIPE_FULL = 48_000  # bytes left unread in a 64 KiB pipe (16 pages, some part-filled): the writer is stalled
@@ -42,13 +43,15 @@ def test_kill_9_of_the_all_in_one_leaves_no_role_and_a_new_one_starts(tmp_path):
     env = base_env(tmp_path, STANDIN_SPAWN_CHILD="true", SPIFFCTL_STOP_GRACE=str(GRACE))
     with running(tmp_path, env, "--no-wait") as run:
         run.wait_for(r"^background \| standin background: started")
-        assert eventually(lambda: ready(tmp_path / "record", "api", "background"), 20)
+        wait_until(lambda: ready(tmp_path / "record", "api", "background"), 20)
         tree = descendants(run.pid) | {pid for _, _, pid in records(tmp_path)}
         assert len(tree) >= 5  # the watcher, two roles, their children, the lease's watchdog and script
         os.kill(run.pid, signal.SIGKILL)
         run.proc.wait(10)
         # The roles get SIGTERM (they stop at once), SIGKILL after the grace: the bound.
-        assert eventually(lambda: not any(pid_alive(p) for p in tree), GRACE + 5), [p for p in tree if pid_alive(p)]
+        wait_until(
+            lambda: not any(pid_alive(p) for p in tree), GRACE + 5, what=lambda: [p for p in tree if pid_alive(p)]
+        )
         run.wait_for("supervisord died; its roles were stopped", 5, stream="err")
 
     second = base_env(tmp_path, STANDIN_RECORD=str(tmp_path / "record2"))
@@ -65,11 +68,11 @@ def test_the_all_in_one_stops_when_whoever_started_it_dies(tmp_path):
     run = Run(["bash", "-c", command], env, tmp_path)
     try:
         run.wait_for(r"^background \| standin background: started")
-        assert eventually(lambda: ready(tmp_path / "record", "api", "background"), 20)
+        wait_until(lambda: ready(tmp_path / "record", "api", "background"), 20)
         tree = descendants(run.pid)
         os.kill(run.pid, signal.SIGKILL)
         run.wait_for("stopping every role", 10, stream="err")  # a clean stop, not a kill
-        assert eventually(lambda: not any(pid_alive(p) for p in tree), GRACE + 5)
+        wait_until(lambda: not any(pid_alive(p) for p in tree), GRACE + 5)
     finally:
         run.cleanup()
 
@@ -96,10 +99,10 @@ def test_a_stalled_stdout_never_delays_the_stop(tmp_path, stalled):
         reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, b"")), daemon=True)
         reader.start()
     try:
-        assert eventually(lambda: unread(proc.stdout) >= PIPE_FULL, 30)
+        wait_until(lambda: unread(proc.stdout) >= PIPE_FULL, 30)
         if stalled != "stdout":
-            assert eventually(lambda: unread(proc.stderr) >= PIPE_FULL, 30)
-        assert eventually(lambda: ready(tmp_path / "record", "api", "background"), 30)
+            wait_until(lambda: unread(proc.stderr) >= PIPE_FULL, 30)
+        wait_until(lambda: ready(tmp_path / "record", "api", "background"), 30)
         tree = descendants(proc.pid)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -133,7 +136,7 @@ def test_two_all_in_ones_started_at_once_on_one_run_folder_one_is_refused_with_7
     env = base_env(tmp_path)
     runs = [Run(spiffctl("run", "--role", "all", "--no-wait"), env, tmp_path) for _ in range(2)]
     try:
-        assert eventually(lambda: any(r.proc.poll() is not None for r in runs), 30)
+        wait_until(lambda: any(r.proc.poll() is not None for r in runs), 30)
         (loser,) = [r for r in runs if r.proc.poll() is not None]
         (winner,) = [r for r in runs if r is not loser]
         assert loser.wait() == 78

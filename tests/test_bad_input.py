@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import HTTPStub, Ran, backend_root, base_env, spiffctl
+from tests.support.cli import HTTPStub, Ran, backend_root, base_env, spiffctl
 
 SECRET = "Hunt3rSecret22"
 LONG_NAME = "a" * 300

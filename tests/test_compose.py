@@ -33,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import eventually, port_open
+from tests.support.poll import wait_until
+from tests.support.ports import port_open
 from tests.test_image import ROOT, Built, built  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.image, pytest.mark.container, pytest.mark.timeout(900)]
@@ -160,10 +161,13 @@ def make_project(built: Built, tmp_path: Path) -> Iterator:  # noqa: F811 (the f
 def test_compose_yaml_up_healthy_and_down_leaves_nothing(make_project) -> None:
     project = make_project("compose.yaml")
     project.compose("up", "-d")
-    assert eventually(lambda: project.healthy(BACKEND), 90, 1.0), project.podman(
-        "logs", project.container(BACKEND)
-    ).stderr
-    assert eventually(lambda: project.healthy("spiffworkflow-connector"), 60, 1.0)
+    wait_until(
+        lambda: project.healthy(BACKEND),
+        90,
+        1.0,
+        what=lambda: project.podman("logs", project.container(BACKEND)).stderr,
+    )
+    wait_until(lambda: project.healthy("spiffworkflow-connector"), 60, 1.0)
     # Service names resolve between containers: the frontend reaches the API as compose names it.
     probe = (
         "import urllib.request; print(urllib.request.urlopen('http://spiffworkflow-backend:8000/v1.0/status').read())"
@@ -203,16 +207,21 @@ def test_compose_split_yaml_up_one_background_and_down_leaves_nothing(make_proje
     project = make_project("compose.split.yaml")
     project.compose("up", "-d")
     for service in ("postgres", "redis"):
-        assert eventually(lambda s=service: project.healthy(s), 60, 1.0), project.logs(service)
+        wait_until(lambda s=service: project.healthy(s), 60, 1.0, what=lambda s=service: project.logs(s))
     backends = [("api-1", 1), ("api-2", 1), ("background", 1), ("background", 2), ("worker", 1), ("worker", 2)]
     for service, replica in backends:
-        assert eventually(lambda s=service, r=replica: project.healthy(s, r), 120, 1.0), project.logs(service, replica)
+        wait_until(
+            lambda s=service, r=replica: project.healthy(s, r),
+            120,
+            1.0,
+            what=lambda s=service, r=replica: project.logs(s, r),
+        )
     # The lease (in the Redis broker): one scheduler, one hot standby.
     logs = [project.logs("background", r) for r in (1, 2)]
     assert sum("under the lease" in text for text in logs) == 1, logs
     assert sum("standby: the Background lease is held by" in text for text in logs) == 1, logs
     # The API through nginx, on the port the file publishes.
-    assert eventually(lambda: port_open(8000), 30)
+    wait_until(lambda: port_open(8000), 30)
     with urllib.request.urlopen("http://127.0.0.1:8000/v1.0/status", timeout=10) as answer:
         assert json.loads(answer.read())["ok"] is True
     for service, replica in [*backends, ("postgres", 1), ("redis", 1), ("api-lb", 1)]:

@@ -19,8 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import PrivateRedis, eventually
-from tests.test_image import PG_URI, Built, backend_env, built, free_port  # noqa: F401 (fixture)
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
+from tests.support.servers.redis import PrivateRedis
+from tests.test_image import PG_URI, Built, backend_env, built  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.image, pytest.mark.container, pytest.mark.timeout(900)]
 
@@ -112,7 +114,7 @@ SIGNAL_CELERY = (
 @pytest.mark.parametrize("role", ["api", "background", "worker", "all"])
 def test_role_in_a_container_starts_is_healthy_and_stops(containers, redis_server, role):
     c = containers("run", "--role", role, env=role_env(role, redis_server.url))
-    assert eventually(c.healthy, 60, 0.5), c.logs()
+    wait_until(c.healthy, 60, 0.5, what=c.logs)
     grace = c.stop()
     state = c.state()
     assert state["State"]["Status"] == "exited"
@@ -124,26 +126,26 @@ def test_role_in_a_container_starts_is_healthy_and_stops(containers, redis_serve
 
 def test_background_is_unhealthy_while_its_lease_store_is_down(containers, redis_server):
     c = containers("run", "--role", "background", env=role_env("background", redis_server.url))
-    assert eventually(c.healthy, 60, 0.5), c.logs()
+    wait_until(c.healthy, 60, 0.5, what=c.logs)
     redis_server.stop()
     try:
         # The lease cannot be renewed: the scheduler is fenced before the TTL runs out.
-        assert eventually(lambda: not c.healthy(), 4 * TTL, 0.5), c.logs()
+        wait_until(lambda: not c.healthy(), 4 * TTL, 0.5, what=c.logs)
     finally:
         redis_server.start()
-    assert eventually(c.healthy, 6 * TTL, 0.5), c.logs()
+    wait_until(c.healthy, 6 * TTL, 0.5, what=c.logs)
     assert c.state()["RestartCount"] == 0
 
 
 def test_frozen_worker_is_unhealthy(containers, redis_server):
     c = containers("run", "--role", "worker", env=role_env("worker", redis_server.url))
-    assert eventually(c.healthy, 60, 0.5), c.logs()
+    wait_until(c.healthy, 60, 0.5, what=c.logs)
     podman("exec", c.name, "/app/.venv/bin/python", "-c", SIGNAL_CELERY, "19")  # SIGSTOP
     try:
         assert not c.healthy()  # alive, connected to the broker, and silent: Celery's ping tells
     finally:
         podman("exec", c.name, "/app/.venv/bin/python", "-c", SIGNAL_CELERY, "18")  # SIGCONT
-    assert eventually(c.healthy, 30, 0.5), c.logs()
+    wait_until(c.healthy, 30, 0.5, what=c.logs)
 
 
 def started_at(c: Container, since: float, timeout: float) -> float | None:
@@ -159,10 +161,10 @@ def started_at(c: Container, since: float, timeout: float) -> float | None:
 def holder_and_standby(containers, redis_url: str) -> tuple[Container, Container]:
     env = role_env("background", redis_url)
     a = containers("run", "--role", "background", env=env)
-    assert eventually(lambda: "under the lease" in a.logs(), 4 * TTL, 0.2), a.logs()
+    wait_until(lambda: "under the lease" in a.logs(), 4 * TTL, 0.2, what=a.logs)
     b = containers("run", "--role", "background", env=env)
-    assert eventually(lambda: "standby: the Background lease is held by" in b.logs(), 30, 0.2), b.logs()
-    assert eventually(b.healthy, 30, 0.5), b.logs()  # a healthy standby
+    wait_until(lambda: "standby: the Background lease is held by" in b.logs(), 30, 0.2, what=b.logs)
+    wait_until(b.healthy, 30, 0.5, what=b.logs)  # a healthy standby
     return a, b
 
 
@@ -173,7 +175,7 @@ def test_two_background_containers_failover_after_kill(containers, redis_server)
     took = started_at(b, killed, 3 * TTL)
     assert took is not None, b.logs()
     assert took - killed <= TTL + 2
-    assert eventually(b.healthy, 10, 0.5)
+    wait_until(b.healthy, 10, 0.5)
 
 
 def test_two_background_containers_hand_off_on_stop(containers, redis_server):

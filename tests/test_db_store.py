@@ -15,7 +15,8 @@ import pytest
 from spiffctl.config.settings import Endpoint, Need
 from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
 from spiffctl.lease.stores.database import DatabaseStore
-from tests.servers import ClosedPort, eventually
+from tests.support.poll import wait_until
+from tests.support.ports import ClosedPort
 
 TTL = 3.0
 
@@ -146,7 +147,7 @@ def test_session_terminated_by_the_server_loses_the_lease(kind, request):
     try:
         acquired(a.try_acquire())
         terminate_holder(kind, url)
-        assert eventually(lambda: isinstance(b.try_acquire(), Grant), 10), "the lock was not freed"
+        wait_until(lambda: isinstance(b.try_acquire(), Grant), 10, what=lambda: "the lock was not freed")
         lost = a.renew()
         assert isinstance(lost, LeaseLost) and "session" in lost.reason
     finally:
@@ -188,7 +189,7 @@ def test_an_idle_holder_is_dropped_by_the_server_after_the_ttl(kind, request):
     try:
         acquired(a.try_acquire())
         assert isinstance(b.try_acquire(), Holder)
-        assert eventually(lambda: isinstance(b.try_acquire(), Grant), 10, 0.2), "the idle holder kept the lock"
+        wait_until(lambda: isinstance(b.try_acquire(), Grant), 10, 0.2, what=lambda: "the idle holder kept the lock")
         assert isinstance(a.renew(), LeaseLost)
     finally:
         a.close()
@@ -300,7 +301,7 @@ def test_a_forged_release_notification_on_postgres_is_not_proof(pg_database):
             )
             hand.execute("SELECT pg_notify(%s, %s)", (channel, f"released {first.epoch}"))
         results: list[Grant | Holder] = []
-        assert eventually(lambda: isinstance(results.append(b.try_acquire()) or results[-1], Grant), 10, 0.1)
+        wait_until(lambda: isinstance(results.append(b.try_acquire()) or results[-1], Grant), 10, 0.1)
         grant = results[-1]
         assert isinstance(grant, Grant)
         assert not grant.proven and "never seen holding" in grant.why, grant.why

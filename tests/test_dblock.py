@@ -11,7 +11,7 @@ import textwrap
 
 from spiffctl import databases
 from spiffctl.config.settings import Endpoint, Need
-from tests.servers import wait_until
+from tests.support.poll import wait_until
 
 
 def test_one_holder_at_a_time_and_the_waiter_can_name_it(db):

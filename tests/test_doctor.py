@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import BASE, HEAD, HTTPStub, backend_root, base_env, spiffctl, unresponsive_env
-from tests.servers import Blackhole, ClosedPort, PrivatePostgres, PrivateRedis
 from tests.standins import set_version
+from tests.support.cli import BASE, HEAD, HTTPStub, backend_root, base_env, spiffctl, unresponsive_env
+from tests.support.ports import Blackhole, ClosedPort
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.redis import PrivateRedis
 
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432"
 SHARED_MYSQL = "mysql://root@127.0.0.1:3306"

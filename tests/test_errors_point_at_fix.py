@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import backend_root, base_env, spiffctl
-from tests.servers import ClosedPort, wait_until
-from tests.shared import SHARED_MARIADB_URL
+from tests.support.cli import backend_root, base_env, spiffctl
+from tests.support.poll import wait_until
+from tests.support.ports import ClosedPort
+from tests.support.shared_services import SHARED_MARIADB_URL
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzzing import Case, cases, judge
+from tests.support.fuzzing import Case, cases, judge
 
 EXAMPLES = 250
 

@@ -2,7 +2,8 @@
 
 Each replica is a real spiffctl process in its own process group (like a container); the
 Background script is a stand-in that records start/tick/stop with monotonic timestamps (see
-``lease_standin.py``). Every scenario asserts that no two stand-ins ran at the same moment.
+``tests/support/background_standin.py``). Every scenario asserts that no two stand-ins ran at the
+same moment. The hand-off on SIGTERM and the failover after SIGKILL also run on PostgreSQL and MariaDB.
 TTL is 3 s throughout: renew every 1 s, SIGTERM 0.5 s before and SIGKILL at ~2.77 s after the
 last successful renewal's request was sent.
 """
@@ -21,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from spiffctl.probes.redis import client
-from tests.lease_support import (
+from tests.support.poll import wait_until
+from tests.support.replicas import (
     REPO,
     Cluster,
+    DbCluster,
     Replica,
     alive_workers,
     background_command,
@@ -33,10 +36,9 @@ from tests.lease_support import (
     read_runs,
     replica_env,
     touch_keys,
-    wait_for,
     write_backend,
 )
-from tests.servers import PrivateRedis, wait_until
+from tests.support.servers.redis import PrivateRedis
 
 TTL = 3.0
 
@@ -65,30 +67,50 @@ def test_first_holder_waits_one_ttl_then_standby_names_it(cluster):
     assert worker.epoch == "1"  # SPIFFCTL_LEASE_EPOCH
 
 
-def test_holder_sigkill_fails_over_after_the_ttl(cluster):
+@pytest.fixture(params=["redis", "postgres", "mysql"])
+def any_cluster(request: pytest.FixtureRequest, tmp_path: Path):
+    """A cluster on each store the lease can live in (the database ones: tests/test_guard_db.py)."""
+    c = Cluster(tmp_path, ttl=TTL) if request.param == "redis" else DbCluster(tmp_path, request.param, ttl=TTL)
+    yield c
+    c.close()
+
+
+def test_holder_sigkill_fails_over_after_the_ttl(any_cluster):
+    cluster = any_cluster
     a, _ = cluster.holder_and_standby()
     killed = time.monotonic()
     a.signal(signal.SIGKILL)
     started = cluster.wait_worker("b", timeout=3 * TTL)
-    assert started - killed <= TTL + 2
     [old] = cluster.workers_of("a")
-    assert old.pid not in alive_workers(cluster.runs())  # the watchdog saw the pipe close
+    if cluster.kind == "redis":  # the key lives on for what was left of its TTL
+        assert started - killed <= TTL + 2
+        assert old.pid not in alive_workers(cluster.runs())  # the watchdog saw the pipe close
+    else:  # the session closes at once; the script lives until its deadline
+        assert TTL <= started - killed <= TTL + 2
     assert old.stop is not None and old.stop < started
     cluster.assert_no_overlap()
 
 
-def test_holder_sigterm_hands_off_at_once(cluster):
+# What the standby says when the holder lets go, by store.
+RELEASE_SEEN = {"redis": "released cleanly", "postgres": "released cleanly", "mysql": "released the lease just before"}
+
+
+def test_holder_sigterm_hands_off_at_once(any_cluster):
+    cluster = any_cluster
     a, b = cluster.holder_and_standby()
     stopped = time.monotonic()
     a.signal(signal.SIGTERM)
     assert a.wait(10) == 128 + signal.SIGTERM  # the script's own code: it died by SIGTERM
     started = cluster.wait_worker("b", timeout=2 * TTL)
     assert started - stopped < TTL  # released, not expired
-    assert "released cleanly" in b.log()
+    assert RELEASE_SEEN[cluster.kind] in b.log()
     assert "lease released" in a.log()
     [old] = cluster.workers_of("a")
     [new] = cluster.workers_of("b")
-    assert int(new.epoch) == int(old.epoch) + 1
+    if cluster.kind == "redis":
+        assert int(new.epoch) == int(old.epoch) + 1
+    else:
+        assert int(new.epoch) > int(old.epoch)
     cluster.assert_no_overlap()
 
 
@@ -131,7 +153,7 @@ def test_whole_replica_frozen_overlaps_less_than_a_second(cluster):
     [old] = cluster.workers_of("a")
     a.signal_all(signal.SIGCONT)
     thawed = time.monotonic()
-    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2, interval=0.005)
+    wait_until(lambda: old.pid not in alive_workers(cluster.runs()), 2, interval=0.005)
     assert time.monotonic() - thawed < 1.0  # it ran again, briefly, next to b's script
     assert overlap(cluster.runs()) < 1.0, cluster.logs()
     cluster.wait_log(a, "back to standby")
@@ -142,7 +164,7 @@ def test_redis_restart_without_persistence(cluster):
     restarted = time.monotonic()
     cluster.redis.restart()
     cluster.wait_log(a, "Redis restarted (new run_id)")
-    assert wait_for(lambda: len(cluster.runs()) == 2, 4 * TTL), cluster.logs()
+    wait_until(lambda: len(cluster.runs()) == 2, 4 * TTL, what=cluster.logs)
     new = max(cluster.runs().values(), key=lambda r: r.start)
     assert new.start - restarted >= TTL  # the new holder could not prove the old one stopped
     assert "Redis lost its data" in a.log() + b.log()
@@ -156,7 +178,7 @@ def test_a_hand_on_the_lease_key_never_gives_two_scripts(cluster, fault):
     [old] = cluster.workers_of("a")
     touched = time.monotonic()
     touch_keys(cluster.url, cluster.key(), fault, random.Random(0))
-    assert wait_for(lambda: len(cluster.runs()) == 2, 3 * TTL), cluster.logs()
+    wait_until(lambda: len(cluster.runs()) == 2, 3 * TTL, what=cluster.logs)
     new = max(cluster.runs().values(), key=lambda r: r.start)  # a or b: whoever polled first
     assert new.start - touched >= TTL  # not proven: it waited one TTL
     assert "before it was due to expire" in cluster.logs()
@@ -173,14 +195,14 @@ def test_redis_unreachable_longer_than_the_ttl(cluster):
     frozen = time.monotonic()
     try:
         [old] = cluster.workers_of("a")
-        assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 2 * TTL)
+        wait_until(lambda: old.pid not in alive_workers(cluster.runs()), 2 * TTL)
         assert old.times[-1] - frozen < TTL
         state = json.loads((cluster.tmp / "run-a" / "background.json").read_text())
         assert state["store"] is False
         time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))
     finally:
         cluster.redis.thaw()
-    assert wait_for(lambda: len(cluster.runs()) == 2, 3 * TTL), cluster.logs()
+    wait_until(lambda: len(cluster.runs()) == 2, 3 * TTL, what=cluster.logs)
     assert "cannot renew the lease" in a.log()
     assert "could not renew" in a.log()  # the reason, logged when going back to standby
     assert a.running() and b.running()
@@ -202,9 +224,9 @@ def test_killed_watchdog_is_backed_up_by_the_renewer(cluster):
     watchdogs = [p for p in a.processes() if b"spiffctl.lease.watchdog" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(watchdogs) == 1
     os.kill(watchdogs[0], signal.SIGKILL)
-    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 3)
+    wait_until(lambda: old.pid not in alive_workers(cluster.runs()), 3)
     cluster.wait_log(a, "watchdog died")
-    assert wait_for(lambda: len(cluster.runs()) == 2, 3 * TTL)
+    wait_until(lambda: len(cluster.runs()) == 2, 3 * TTL)
     cluster.assert_no_overlap()
 
 
@@ -235,7 +257,7 @@ def test_two_installations_on_one_redis_both_run(tmp_path):
     try:
         one = c.start("one", db="one", STANDIN_RECORDS=str(tmp_path / "one.txt"))
         two = c.start("two", db="two", STANDIN_RECORDS=str(tmp_path / "two.txt"))
-        assert wait_for(lambda: read_runs(tmp_path / "one.txt") and read_runs(tmp_path / "two.txt"), 3 * TTL)
+        wait_until(lambda: read_runs(tmp_path / "one.txt") and read_runs(tmp_path / "two.txt"), 3 * TTL)
         assert c.key(db="one") != c.key(db="two")
         assert one.running() and two.running()
         assert "standby" not in one.log() + two.log()
@@ -366,7 +388,7 @@ def test_lock_off_warns_and_execs(tmp_path):
     env = replica_env(tmp_path, "off", "redis://127.0.0.1:1/0", SPIFFCTL_LOCK="off")
     proc = Replica(tmp_path, "off", env).start()
     try:
-        assert wait_for(lambda: read_runs(tmp_path / "records.txt"), 10), proc.log()
+        wait_until(lambda: read_runs(tmp_path / "records.txt"), 10, what=proc.log)
         assert "SPIFFCTL_LOCK=off" in proc.log() and "warning" in proc.log()
         state = json.loads((tmp_path / "run-off" / "background.json").read_text())
         assert state["mode"] == "unleased" and state["pid"] == proc.pid
@@ -379,7 +401,7 @@ def test_three_replicas_under_random_faults(cluster):
     """Kill, stop, freeze and restart replicas and Redis at random; never two schedulers."""
     faults = chaos(cluster, float(os.environ.get("CHAOS_SECONDS", "30")), int(os.environ.get("CHAOS_SEED", "4")))
     # Afterwards the cluster settles on exactly one scheduler.
-    assert wait_for(lambda: len(alive_workers(cluster.runs())) == 1, 4 * TTL), cluster.logs()
+    wait_until(lambda: len(alive_workers(cluster.runs())) == 1, 4 * TTL, what=cluster.logs)
     runs = cluster.runs()
     assert len(runs) >= 3, faults  # failovers happened
     assert overlap(runs) == 0, (faults, cluster.logs())

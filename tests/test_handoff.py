@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from spiffctl.allinone import handoff
-from tests.allinone_support import base_env, running
+from tests.support.allinone import base_env, running
 
 SECRETS = ["Tr0ub4dor#horse", "line one\nline two", "é€ key"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from spiffctl.commands import status
 from spiffctl.util import procfs
-from tests.clirun import HTTPStub, spiffctl
+from tests.support.cli import HTTPStub, spiffctl
 
 
 @pytest.fixture

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from spiffctl.util import procfs
-from tests.clirun import HTTPStub, backend_root, base_env, celery_worker, spiffctl
-from tests.servers import Blackhole, ClosedPort, PrivateRedis, wait_until
 from tests.standins import give_venv, read_records
+from tests.support.cli import HTTPStub, backend_root, base_env, celery_worker, spiffctl
+from tests.support.poll import wait_until
+from tests.support.ports import Blackhole, ClosedPort
+from tests.support.servers.redis import PrivateRedis
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -44,24 +46,17 @@ def status_stub(body: dict, status: int = 200, path: str = "/v1.0/status") -> HT
     return HTTPStub(lambda p: (status, payload) if p == path else (404, b"{}"))
 
 
-def test_api_healthy_when_status_says_ok(run_dir):
-    with status_stub({"ok": True, "can_access_frontend": True}) as stub:
-        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(stub.port))
+@pytest.mark.parametrize(
+    ("prefix", "path"),
+    [({}, "/v1.0/status"), ({"SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX": "/spiff/"}, "/spiff/v1.0/status")],
+    ids=["no-prefix", "path-prefix"],
+)
+def test_api_healthy_when_status_says_ok(run_dir, prefix, path):
+    with status_stub({"ok": True, "can_access_frontend": True}, path=path) as stub:
+        r = health(run_dir, "--role", "api", SPIFFWORKFLOW_BACKEND_PORT=str(stub.port), **prefix)
     assert r.code == 0, r
-    assert r.out.startswith("healthy: api: ") and "/v1.0/status answered ok" in r.out
-
-
-def test_api_honours_path_prefix(run_dir):
-    with status_stub({"ok": True}, path="/spiff/v1.0/status") as stub:
-        r = health(
-            run_dir,
-            "--role",
-            "api",
-            SPIFFWORKFLOW_BACKEND_PORT=str(stub.port),
-            SPIFFWORKFLOW_BACKEND_WSGI_PATH_PREFIX="/spiff/",
-        )
-    assert r.code == 0, r
-    assert stub.hits == ["/spiff/v1.0/status"]
+    assert r.out.startswith("healthy: api: ") and f"{path} answered ok" in r.out
+    assert stub.hits == [path]
 
 
 @pytest.mark.parametrize(("body", "status"), [({"ok": False}, 200), ({"error": "db"}, 500)])
@@ -249,7 +244,19 @@ def test_worker_that_never_answers_over_amqp_shows_no_password(
     assert not any("amqp://" in a or "guest" in a for a in argv), argv
 
 
-def test_worker_without_backend_venv_says_where_it_looked(run_dir, recorded_worker):
+@pytest.mark.parametrize(
+    ("venv_python", "said", "hints"),
+    [
+        (None, ".venv/bin/python is missing or not executable; ", ("uv sync", "--backend-dir")),
+        (sys._base_executable, ".venv/bin/python cannot import Celery (No module named 'celery'); ", ()),
+    ],
+    ids=["no-venv", "venv-without-celery"],
+)
+def test_worker_whose_backend_venv_cannot_ping_says_why(run_dir, recorded_worker, venv_python, said, hints):
+    if venv_python is not None:  # the interpreter this venv was made from: no Celery in it
+        if subprocess.run([venv_python, "-I", "-c", "import celery"], capture_output=True).returncode == 0:
+            pytest.skip(f"{venv_python} has Celery")
+        give_venv(recorded_worker, python=venv_python)
     r = health(
         run_dir,
         "--role",
@@ -258,29 +265,8 @@ def test_worker_without_backend_venv_says_where_it_looked(run_dir, recorded_work
         SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS,
     )
     assert r.code == 1, r
-    assert r.out.startswith(
-        f"unhealthy: worker: cannot ping the worker: {recorded_worker}/.venv/bin/python is missing or not executable; "
-    )
-    assert "uv sync" in r.out and "--backend-dir" in r.out
-
-
-def test_worker_with_a_backend_venv_without_celery_says_so(run_dir, recorded_worker):
-    python = sys._base_executable  # the interpreter this venv was made from: no Celery in it
-    if subprocess.run([python, "-I", "-c", "import celery"], capture_output=True).returncode == 0:
-        pytest.skip(f"{python} has Celery")
-    give_venv(recorded_worker, python=python)
-    r = health(
-        run_dir,
-        "--role",
-        "worker",
-        SPIFFWORKFLOW_BACKEND_CELERY_ENABLED="true",
-        SPIFFWORKFLOW_BACKEND_CELERY_BROKER_URL=SHARED_REDIS,
-    )
-    assert r.code == 1, r
-    assert r.out.startswith(
-        f"unhealthy: worker: cannot ping the worker: {recorded_worker}/.venv/bin/python cannot import Celery "
-        "(No module named 'celery'); "
-    )
+    assert r.out.startswith(f"unhealthy: worker: cannot ping the worker: {recorded_worker}/{said}")
+    assert all(hint in r.out for hint in hints), r.out
 
 
 def test_worker_pid_reused_by_another_process(run_dir, child):
@@ -343,8 +329,9 @@ def test_api_slow_drip_server_is_cut_off_by_the_bound(run_dir):
 
 def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, tmp_path):
     """`run --role all` under supervisord, then the image's plain `spiffctl healthcheck`."""
-    from tests.servers import free_port, wait_until
     from tests.standins import at_head, standin_env, wait_for_record
+    from tests.support.poll import wait_until
+    from tests.support.ports import free_port
 
     run_dir = tmp_path / "run"
     env = {
@@ -390,7 +377,7 @@ def test_all_in_one_is_healthy_when_every_role_is(fake_backend, standin_record, 
 
 
 def test_api_started_by_run_with_the_standin(tmp_path, run_dir):
-    from tests.servers import free_port
+    from tests.support.ports import free_port
 
     backend = backend_root(tmp_path / "backend", standins=True)
     status_file = tmp_path / "status"

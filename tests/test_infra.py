@@ -10,23 +10,10 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.servers import (
-    Blackhole,
-    ClosedPort,
-    PrivateMariaDB,
-    PrivatePostgres,
-    PrivateRabbitMQ,
-    PrivateRedis,
-    PrivateServer,
-    free_port,
-    group_members,
-    pid_alive,
-    port_open,
-    wait_until,
-)
 from tests.standins import (
     BACKEND_TEMPLATE,
     find_records,
@@ -36,6 +23,14 @@ from tests.standins import (
     start_standin,
     wait_for_record,
 )
+from tests.support.poll import wait_until
+from tests.support.ports import Blackhole, ClosedPort, free_port, port_open
+from tests.support.procs import group_members, pid_alive
+from tests.support.servers.base import PrivateServer
+from tests.support.servers.mariadb import PrivateMariaDB
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.rabbitmq import PrivateRabbitMQ
+from tests.support.servers.redis import PrivateRedis
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -79,36 +74,76 @@ def mysql_connect(server: PrivateMariaDB, password: str = "", database: str | No
 # ---------------------------------------------------------------------------------------------
 
 
-def test_private_postgres_lifecycle(make_server) -> None:
-    import psycopg
+def pg_table(pg: PrivatePostgres, *, timeout: int = 3) -> Any:
+    """The rows of table ``t`` in database ``app``, as :func:`pg_create_table` made them."""
+    with pg_connect(pg.url_for("app"), timeout) as conn:
+        return conn.execute("SELECT x FROM t").fetchall()
 
-    pg: PrivatePostgres = make_server(PrivatePostgres)
-    assert pg.url == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
-    url = pg.create_database("app")
-    with pg_connect(url) as conn:
+
+def pg_create_table(pg: PrivatePostgres) -> None:
+    with pg_connect(pg.create_database("app")) as conn:
         conn.execute("CREATE TABLE t (x int)")
         conn.execute("INSERT INTO t VALUES (1)")
 
-    pg.freeze()
-    with pytest.raises(psycopg.OperationalError):
-        pg_connect(url, timeout=1)
-    pg.thaw()
-    with pg_connect(url) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
 
-    pgid = pg.pid
+def mysql_table(db: PrivateMariaDB, *, timeout: int = 3) -> Any:
+    conn = mysql_connect(db, database="app", timeout=timeout)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT x FROM t")
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def mysql_create_table(db: PrivateMariaDB) -> None:
+    db.create_database("app")
+    conn = mysql_connect(db, database="app")
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (x int)")
+        cur.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    conn.close()
+
+
+def db_errors() -> dict[str, type[Exception]]:
+    import psycopg
+    import pymysql
+
+    return {"postgres": psycopg.OperationalError, "mariadb": pymysql.err.OperationalError}
+
+
+@pytest.mark.parametrize(
+    ("cls", "create_table", "table", "url"),
+    [
+        (PrivatePostgres, pg_create_table, pg_table, "postgresql://postgres@127.0.0.1:{port}/postgres"),
+        (PrivateMariaDB, mysql_create_table, mysql_table, "mysql://root@127.0.0.1:{port}/"),
+    ],
+    ids=["postgres", "mariadb"],
+)
+def test_private_database_lifecycle(make_server, cls, create_table, table, url) -> None:
+    db = make_server(cls)
+    assert db.url == url.format(port=db.port)
+    create_table(db)
+
+    db.freeze()
+    with pytest.raises(db_errors()[db.name]):
+        table(db, timeout=1)
+    db.thaw()
+    assert table(db) == [(1,)]
+
+    pgid = db.pid
     assert pgid is not None
-    pg.kill()
-    assert_gone(pg, pgid)
-    pg.start()  # crash recovery on the same data
-    with pg_connect(url) as conn:
-        assert conn.execute("SELECT x FROM t").fetchone() == (1,)
-    pg.restart()
-    pgid = pg.pid
+    db.kill()
+    assert_gone(db, pgid)
+    db.start()  # crash recovery on the same data
+    assert table(db) == [(1,)]
+    db.restart()
+    pgid = db.pid
     assert pgid is not None
-    assert pg.stop() == 0
-    assert_gone(pg, pgid)
-    assert_cleaned(pg, pgid)
+    assert db.stop() == 0
+    assert_gone(db, pgid)
+    assert_cleaned(db, pgid)
 
 
 def test_private_postgres_password(make_server) -> None:
@@ -124,41 +159,6 @@ def test_private_postgres_password(make_server) -> None:
     pg.create_database("other", owner="spiff")
     with pg_connect(pg.url_for("other")) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("other",)
-
-
-def test_private_mariadb_lifecycle(make_server) -> None:
-    import pymysql
-
-    db: PrivateMariaDB = make_server(PrivateMariaDB)
-    assert db.url == f"mysql://root@127.0.0.1:{db.port}/"
-    db.create_database("app")
-    conn = mysql_connect(db, database="app")
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (x int)")
-        cur.execute("INSERT INTO t VALUES (1)")
-    conn.commit()
-    conn.close()
-
-    db.freeze()
-    with pytest.raises(pymysql.err.OperationalError):
-        mysql_connect(db, timeout=1)
-    db.thaw()
-
-    pgid = db.pid
-    assert pgid is not None
-    db.kill()
-    assert_gone(db, pgid)
-    db.start()
-    conn = mysql_connect(db, database="app")
-    with conn.cursor() as cur:
-        cur.execute("SELECT x FROM t")
-        assert cur.fetchone() == (1,)
-    conn.close()
-    pgid = db.pid
-    assert pgid is not None
-    assert db.stop() == 0
-    assert_gone(db, pgid)
-    assert_cleaned(db, pgid)
 
 
 def test_private_mariadb_password(make_server) -> None:

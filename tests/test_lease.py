@@ -11,7 +11,9 @@ from spiffctl.lease import timing
 from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
 from spiffctl.lease.stores.redis import RedisStore, new_token, tombstone_ttl
 from spiffctl.probes.redis import client
-from tests.servers import ClosedPort, PrivateRedis, wait_until
+from tests.support.poll import wait_until
+from tests.support.ports import ClosedPort
+from tests.support.servers.redis import PrivateRedis
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from spiffctl.log.child import LINE_LIMIT, JsonLines
 from spiffctl.log.choice import FORMAT_VAR, choose
 from spiffctl.log.record import own_line
 from spiffctl.util.redact import Redactor
-from tests.allinone_support import base_env
-from tests.clirun import spiffctl
-from tests.logs_support import PRINTED, SECRET, joined, objects
+from tests.support.allinone import base_env
+from tests.support.cli import spiffctl
+from tests.support.log_lines import PRINTED, SECRET, joined, objects
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SECRETS = [SECRET, "Tr0ub4dor#horse", 'quo"te\\pass']

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.allinone_support import base_env, running, spiffctl
-from tests.logs_support import MARK, PRINTED, SECRET, joined, objects
-from tests.servers import wait_until
+from tests.support.allinone import base_env, running, spiffctl
+from tests.support.log_lines import MARK, PRINTED, SECRET, joined, objects
+from tests.support.poll import wait_until
 
 GOLDEN = Path(__file__).parent / "golden" / "allinone_text.txt"
 ROLES = ("api", "background")

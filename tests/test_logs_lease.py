@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.lease_support import Cluster, Replica
+from tests.support.replicas import Cluster, Replica
 
 JSON = {"SPIFFCTL_LOG_FORMAT": "json"}
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, wait_until
 from tests.standins import (
     HEAD,
     REVISIONS,
@@ -29,6 +28,8 @@ from tests.standins import (
     versions,
     wait_for_record,
 )
+from tests.support.poll import wait_until
+from tests.support.ports import free_port
 
 CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("SPIFFWORKFLOW_BACKEND_", "SPIFFCTL_", "STANDIN_"))}
 

@@ -31,8 +31,8 @@ from spiffctl.lease import guard
 from spiffctl.roles import roles_for
 from spiffctl.util import bounded, procfs
 from spiffctl.util.errors import SpiffctlError
-from tests.clirun import backend_root, doctor_document
-from tests.servers import ClosedPort
+from tests.support.cli import backend_root, doctor_document
+from tests.support.ports import ClosedPort
 from tests.test_urls import passwords
 
 

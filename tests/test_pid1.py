@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.allinone_support import Run, base_env, records, spiffctl, wait_until
+from tests.support.allinone import Run, base_env, records, spiffctl
+from tests.support.poll import wait_until
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)"
@@ -59,7 +60,7 @@ def inner_init(unshare_pid: int) -> int:
                 return True
         return False
 
-    assert wait_until(look, timeout=10)
+    wait_until(look, timeout=10)
     return found[0]
 
 
@@ -94,7 +95,7 @@ def test_pid1_forwards_signals_reaps_orphans_and_leaves_nothing(tmp_path: Path):
         for role in ("api", "background", "worker"):
             run.wait_for(rf"^{role} \| {role} ready")
         assert ns_pid(init)[-1] == 1  # spiffctl (now supervisord in-process) is PID 1 inside
-        assert wait_until(lambda: sum(1 for r in records(tmp_path) if r[1] == "orphan") == 2, timeout=10)
+        wait_until(lambda: sum(1 for r in records(tmp_path) if r[1] == "orphan") == 2, timeout=10)
         # The stand-ins record their pids as seen inside the namespace.
         orphans = [pid for _, what, pid in records(tmp_path) if what == "orphan"]
         # The orphan exits after 0.3 s; PID 1's main loop reaps it (it wakes on SIGCHLD).

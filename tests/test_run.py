@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import PrivatePostgres, PrivateRedis
 from tests.standins import at_head, find_records, standin_env, uv_env, wait_for_record
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.redis import PrivateRedis
 
 PASSWORD = "Planted-Secret-4711"
 CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("SPIFFWORKFLOW_BACKEND_", "SPIFFCTL_", "FLASK_"))}
@@ -281,7 +282,7 @@ def test_unusable_run_dir_stops_every_role_with_78(fake_backend, standin_record,
 
 @pytest.mark.parametrize("mode", ["accept", "drop"])
 def test_a_silent_database_is_given_up_on_at_the_timeout_with_69(fake_backend, standin_record, mode):
-    from tests.servers import Blackhole
+    from tests.support.ports import Blackhole
 
     with Blackhole(mode) as hole:
         env = backend_env(standin_record, f"postgresql://spiff:{PASSWORD}@127.0.0.1:{hole.port}/spiff")

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from spiffctl import state
-from tests.allinone_support import base_env, records, running, spiffctl
-from tests.servers import eventually, session_members
+from tests.support.allinone import base_env, records, running, spiffctl
+from tests.support.poll import wait_until
+from tests.support.procs import session_members
 
 OTHER_UID = 54321  # no such user: "another local user" for ownership checks
 LINE_END = (
@@ -215,7 +216,7 @@ def test_a_planted_supervisord_pid_link_is_replaced_not_followed(tmp_path):
     with running(tmp_path, env, "--no-wait") as run:
         run.wait_for(r"^api \| api ready")
         pidfile = run_dir / "supervisord.pid"
-        assert eventually(lambda: not pidfile.is_symlink())
+        wait_until(lambda: not pidfile.is_symlink())
         assert pidfile.read_text() == f"{run.pid}\n"
     assert victim.read_text() == "precious"
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from spiffctl.allinone.logprefix import MAX_PARTIAL, LinePrefixer
 from spiffctl.util.redact import Redactor
 from spiffctl.util.scrub import MAX_ANCHORS, Pattern
-from tests.allinone_support import base_env, running
+from tests.support.allinone import base_env, running
 
 PASSWORD = "p@ss w/rd+Ünï:%q'\\x"
 PEM = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n0WpvoSt1lo+ZLT2WUcsi\n-----END KEY-----"

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
 from tests.standins import (
     HEAD,
     REVISIONS,
@@ -31,6 +30,7 @@ from tests.standins import (
     versions,
     wait_for_record,
 )
+from tests.support.ports import free_port
 
 RUNNING = "INFO  [alembic.runtime.migration] Running upgrade"
 COLLISION = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.allinone_support import base_env, records, running, spiffctl, wait_until
+from tests.support.allinone import base_env, records, running, spiffctl
+from tests.support.poll import wait_until
 
 LINE = re.compile(r"^(?P<role>\w+)\s+(?P<state>[A-Z]+)\s+pid (?P<pid>\d+), uptime (?P<uptime>\d+:\d\d:\d\d)$")
 
@@ -56,4 +57,4 @@ def test_a_role_restarting_is_not_all_running(tmp_path):
                     seen.add(line.split()[1])
             return result.returncode == 1
 
-        assert wait_until(caught_not_running, timeout=20, interval=0.01), seen
+        wait_until(caught_not_running, timeout=20, interval=0.01, what=lambda: seen)

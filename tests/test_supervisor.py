@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from spiffctl.allinone.supervisor import current_umask
-from tests.allinone_support import BACKEND, alive, base_env, records, running, spiffctl, wait_until
 from tests.standins import at_head, read_records, uv_env
+from tests.support.allinone import BACKEND, base_env, records, running, spiffctl
+from tests.support.poll import wait_until
+from tests.support.procs import pid_alive
 
 CELERY = {"SPIFFWORKFLOW_BACKEND_CELERY_ENABLED": "true", "SPIFFCTL_LOCK": "off"}
 ROLES3 = ("api", "background", "worker")
@@ -27,8 +29,13 @@ def run_once(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess
     )
 
 
-def gone(pids: list[int], timeout: float = 5.0) -> bool:
-    return wait_until(lambda: not any(alive(p) for p in pids), timeout)
+def wait_gone(pids: list[int], timeout: float = 5.0) -> None:
+    def still() -> list[int]:
+        return [p for p in pids if pid_alive(p)]
+
+    wait_until(
+        lambda: not still(), timeout, what=lambda: f"a role, its child or the orphan outlived the run: {still()}"
+    )
 
 
 def test_three_roles_start_with_prefixed_lines_and_stop_on_sigterm(tmp_path):
@@ -40,12 +47,12 @@ def test_three_roles_start_with_prefixed_lines_and_stop_on_sigterm(tmp_path):
         wait_until(lambda: len([r for r in records(tmp_path) if r[1] in ("child", "orphan")]) == 2)
         pids = [pid for _, _, pid in records(tmp_path)]
         assert len(pids) == 5  # three roles, the worker's child, the background's orphan
-        assert all(alive(p) for p in pids)
+        assert all(pid_alive(p) for p in pids)
         started = time.monotonic()
         run.terminate()
         assert run.wait(15) == 0
         assert time.monotonic() - started < 8 + 2  # the default grace, with slack
-        assert gone(pids, 1.0), "a role, its child or the orphan outlived the run"
+        wait_gone(pids, 1.0)
         for role in ROLES3:
             run.wait_for(rf"^{role} \| {role} got SIGTERM$", stream="out", timeout=1)
         assert not any(line.startswith(("worker |", "api |")) for line in run.lines("err") if "Traceback" in line)
@@ -114,7 +121,7 @@ def test_a_role_that_exits_stops_everything_and_names_itself(tmp_path):
         assert time.monotonic() - exited < 5 + 1
         line = run.wait_for(r"^spiffctl: background exited", stream="err", timeout=1)
         assert "code 3" in line and "stopping every role" in line
-        assert gone([pid for _, _, pid in records(tmp_path)], 1.0)
+        wait_gone([pid for _, _, pid in records(tmp_path)], 1.0)
         assert sum(line.startswith("spiffctl: background exited") for line in run.lines("err")) == 1
 
 
@@ -127,7 +134,7 @@ def test_fail_fast_within_5_s_even_when_the_others_are_slow_to_stop(tmp_path):
         exited = time.monotonic()
         assert run.wait(10) == 2
         assert time.monotonic() - exited < 5 + 0.5
-        assert gone([pid for _, _, pid in records(tmp_path)], 1.0)
+        wait_gone([pid for _, _, pid in records(tmp_path)], 1.0)
 
 
 def test_a_role_that_exits_zero_still_fails_the_run(tmp_path):
@@ -268,7 +275,7 @@ def test_stop_kills_a_role_that_ignores_sigterm_after_the_grace(tmp_path):
         assert run.wait(10) == 137
         assert time.monotonic() - started < 1 + 2
         run.wait_for(r"^spiffctl: api did not stop within its grace period and was killed", stream="err", timeout=1)
-        assert gone([pid for _, _, pid in records(tmp_path)], 1.0)
+        wait_gone([pid for _, _, pid in records(tmp_path)], 1.0)
 
 
 def test_sigint_stops_too(tmp_path):
@@ -319,7 +326,7 @@ def test_the_api_upgrades_and_answers_before_background_and_worker_start(tmp_pat
             out = subprocess.run(spiffctl("status"), env=env, capture_output=True, text=True, timeout=30).stdout
             return {line.split()[0] for line in out.splitlines() if "WAITING" in line}
 
-        assert wait_until(lambda: waiting_roles() == {"background", "worker"}, 30)
+        wait_until(lambda: waiting_roles() == {"background", "worker"}, 30)
         for role in ROLES3:
             run.wait_for(rf"^{role} \| {role} ready pid=\d+$", stream="out", timeout=60)
     found = read_records(tmp_path / "record")

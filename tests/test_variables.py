@@ -9,7 +9,7 @@ import pytest
 
 from spiffctl.config import settings, variables
 from spiffctl.config.variables import VARIABLES
-from tests.clirun import backend_root, base_env, spiffctl
+from tests.support.cli import backend_root, base_env, spiffctl
 
 UPGRADE_DB = "SPIFFWORKFLOW_BACKEND_UPGRADE_DB"
 CELERY = "SPIFFWORKFLOW_BACKEND_CELERY_ENABLED"

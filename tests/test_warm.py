@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lease_support import WARM_FAULTS, Cluster, DbCluster, Replica, alive_workers, chaos, overlap, wait_for
+from tests.support.poll import wait_until
+from tests.support.replicas import WARM_FAULTS, Cluster, DbCluster, Replica, alive_workers, chaos, overlap
 
 TTL = 3.0
 
@@ -37,7 +38,7 @@ def warm_pair(cluster: Cluster) -> tuple[Replica, Replica]:
 def scheduler_start_after(cluster: Cluster, name: str, sig: int, a: Replica) -> float:
     sent = time.monotonic()
     a.signal(sig)
-    assert wait_for(lambda: cluster.workers_of(name), 3 * TTL + 10), cluster.logs()
+    wait_until(lambda: cluster.workers_of(name), 3 * TTL + 10, what=cluster.logs)
     return cluster.workers_of(name)[0].start - sent
 
 
@@ -85,13 +86,13 @@ def test_whole_holder_replica_frozen_then_thawed_never_overlaps(cluster):
     a, b = warm_pair(cluster)
     a.signal_all(signal.SIGSTOP)  # like docker pause: spiffctl, watchdog and the scheduling warm child
     frozen = time.monotonic()
-    assert wait_for(lambda: cluster.workers_of("b"), 3 * TTL + 10), cluster.logs()
+    wait_until(lambda: cluster.workers_of("b"), 3 * TTL + 10, what=cluster.logs)
     time.sleep(max(0.0, frozen + 2 * TTL - time.monotonic()))  # frozen well past its deadline
     [old] = cluster.workers_of("a")
     a.signal_all(signal.SIGCONT)
-    assert wait_for(lambda: old.pid not in alive_workers(cluster.runs()), 5, interval=0.005), cluster.logs()
+    wait_until(lambda: old.pid not in alive_workers(cluster.runs()), 5, interval=0.005, what=cluster.logs)
     cluster.wait_log(a, "back to standby")
-    assert wait_for(lambda: a.log().count("warm standby: the app is loaded") >= 1, 30), cluster.logs()
+    wait_until(lambda: a.log().count("warm standby: the app is loaded") >= 1, 30, what=cluster.logs)
     assert len(cluster.workers_of("b")) == 1 and b.running()
     cluster.assert_no_overlap()
 
@@ -102,7 +103,7 @@ def test_chaos_with_warm_children_never_runs_two_schedulers(cluster):
     A warm child not told to go writes no records, so only started schedulers count."""
     seconds = float(os.environ.get("CHAOS_SECONDS", "30"))
     faults = chaos(cluster, seconds, int(os.environ.get("CHAOS_SEED", "7")), WARM_FAULTS)
-    assert wait_for(lambda: len(alive_workers(cluster.runs())) == 1, 6 * TTL + 20), (faults, cluster.logs())
+    wait_until(lambda: len(alive_workers(cluster.runs())) == 1, 6 * TTL + 20, what=lambda: (faults, cluster.logs()))
     runs = cluster.runs()
     assert len(runs) >= 3, faults  # failovers happened
     assert overlap(runs) == 0, (faults, cluster.logs())
@@ -113,7 +114,7 @@ def test_a_warm_child_that_was_not_told_to_go_is_not_a_scheduler(cluster):
     assert cluster.workers_of("b") == []  # loaded, no start record, no ticks
     assert len(cluster.workers_of("a")) == 1
     path = cluster.tmp / "run-b" / "background.json"
-    assert wait_for(lambda: json.loads(path.read_text()).get("warm") == "warm", 5), path.read_text()
+    wait_until(lambda: json.loads(path.read_text()).get("warm") == "warm", 5, what=path.read_text)
     state = json.loads(path.read_text())
     assert state["mode"] == "standby" and state["warm_since"] > 0
     assert "standby, warm since " in healthcheck(cluster, "b")
@@ -133,7 +134,7 @@ def test_a_standby_still_loading_says_so_and_is_healthy(cluster):
     cluster.wait_worker("a", timeout=30)
     b = cluster.start("b", STANDIN_CREATE_APP_CPU="60")  # killed long before it is loaded
     cluster.wait_log(b, "warm child (pid", timeout=30)
-    assert wait_for(lambda: "loading the app for" in healthcheck(cluster, "b"), 10), cluster.logs()
+    wait_until(lambda: "loading the app for" in healthcheck(cluster, "b"), 10, what=cluster.logs)
     assert "warm standby: the app is loaded" not in b.log()
 
 
@@ -158,7 +159,7 @@ def test_status_line_of_a_warm_standby(tmp_path):
 def test_sigkilled_standby_leaves_nothing_behind(cluster):
     _a, b = warm_pair(cluster)
     b.signal(signal.SIGKILL)  # spiffctl only: its watchdog and warm child must go by themselves
-    assert wait_for(lambda: not b.processes(), 10), cluster.logs()
+    wait_until(lambda: not b.processes(), 10, what=cluster.logs)
 
 
 def test_standby_warm_child_crash_rewarms_and_leaves_the_lease_alone(cluster):
@@ -169,7 +170,7 @@ def test_standby_warm_child_crash_rewarms_and_leaves_the_lease_alone(cluster):
     for pid in children:
         os.kill(pid, signal.SIGKILL)
     cluster.wait_log(b, "the warm child exited with code", timeout=10)
-    assert wait_for(lambda: b.log().count("warm standby: the app is loaded") >= 2, 30), cluster.logs()
+    wait_until(lambda: b.log().count("warm standby: the app is loaded") >= 2, 30, what=cluster.logs)
     assert len(cluster.workers_of("a")) == 1 and cluster.workers_of("b") == []
     assert state["mode"] == "standby"
 
@@ -186,7 +187,7 @@ def test_standby_that_cannot_load_retries_with_backoff_says_why_without_secrets(
         "b", STANDIN_CREATE_APP_FAIL=str(fail), SPIFFWORKFLOW_BACKEND_DATABASE_URI=uri, SPIFFCTL_LOCK_KEY=cluster.key()
     )
     cluster.wait_log(b, "the warm child could not load the app: RuntimeError: stand-in create_app failed", 30)
-    assert wait_for(lambda: b.log().count("could not load the app") >= 2, 30), cluster.logs()  # retried
+    wait_until(lambda: b.log().count("could not load the app") >= 2, 30, what=cluster.logs)  # retried
     fail.unlink()
     cluster.wait_log(b, "warm standby: the app is loaded", timeout=60)
     assert "Planted-Secret-4711" not in b.log()
@@ -278,7 +279,7 @@ def test_stale_connections_of_a_standby_do_not_fail_its_first_jobs(tmp_path):
                 if ln.startswith("job ") and int(ln.split()[2]) in pids
             ]
 
-        assert wait_for(lambda: len(b_jobs()) >= 2, 20), c.logs()
+        wait_until(lambda: len(b_jobs()) >= 2, 20, what=c.logs)
         assert b_jobs()[:2] == ["ok", "ok"], c.logs()
     finally:
         c.close()
@@ -292,8 +293,8 @@ def test_all_in_one_background_starts_its_scheduler_one_app_start_after_the_api_
     """Once the API answers, the Background's scheduler starts in a warm child, never through the
     stock script: without a lease the warm child is exec'd and starts it after one app start; with
     the lease in the SQLite database the warm child loads while the first grant is proven."""
-    from tests.allinone_support import running, scheduler_starts, warm_env
     from tests.standins import read_records
+    from tests.support.allinone import running, scheduler_starts, warm_env
 
     env = warm_env(
         tmp_path,
@@ -304,7 +305,7 @@ def test_all_in_one_background_starts_its_scheduler_one_app_start_after_the_api_
     )
     with running(tmp_path, env, "--wait-timeout", "30") as run:
         run.wait_for(r"^api \| api ready")
-        assert wait_for(lambda: scheduler_starts(tmp_path), 30), run.lines()
+        wait_until(lambda: scheduler_starts(tmp_path), 30, what=run.lines)
         assert not [r for r in read_records(tmp_path / "record") if r["role"] == "background"]  # no script
     (api_ready,) = [r for r in read_records(tmp_path / "record") if r["role"] == "api" and r["event"] == "ready"]
     assert scheduler_starts(tmp_path)[0] > api_ready["monotonic"]
@@ -313,7 +314,7 @@ def test_all_in_one_background_starts_its_scheduler_one_app_start_after_the_api_
 def test_bad_start_mode_is_78_in_the_all_in_one_before_any_role_starts(tmp_path):
     import subprocess
 
-    from tests.allinone_support import base_env, spiffctl
+    from tests.support.allinone import base_env, spiffctl
 
     env = base_env(tmp_path, SPIFFCTL_BACKGROUND_START="hot")
     r = subprocess.run(

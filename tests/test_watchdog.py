@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from spiffctl.lease import clock, messages
 from spiffctl.lease.messages import CONTROL, REPORTS, Exited, Failed, Fence, How, ProtocolError, Started, Stop
 from spiffctl.lease.watchdog import shell_code
-from tests.servers import pid_alive, wait_until
+from tests.support.poll import wait_until
+from tests.support.procs import pid_alive
 
 # --- messages ------------------------------------------------------------------------------------
 

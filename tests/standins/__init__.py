@@ -122,7 +122,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.servers import wait_until
+from tests.support.poll import wait_until
 
 BACKEND_TEMPLATE = Path(__file__).resolve().parent / "backend"
 UV_DIR = Path(__file__).resolve().parent / "uv"

@@ -1,4 +1,4 @@
-"""Stand-in for ``start_apscheduler``: the scheduler's jobs, recorded like tests/lease_standin.py's worker.
+"""Stand-in for ``start_apscheduler``: the scheduler's jobs, recorded like tests/support/background_standin.py's worker.
 
 Records (``$STANDIN_RECORDS``, one O_APPEND line each): ``start <monotonic> <pid> <epoch> <name>``
 once, ``tick <monotonic> <pid>`` every 0.05 s, and with ``STANDIN_APP_DB=true`` one

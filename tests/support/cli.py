@@ -19,10 +19,11 @@ from typing import Any
 
 import jsonschema
 
-from tests.servers import Blackhole, wait_until
+from tests.support.poll import wait_until
+from tests.support.ports import Blackhole
 
 # Every doctor document a test reads is checked against the published contract.
-DOCTOR_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "doctor.schema.json").read_text())
+DOCTOR_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "doctor.schema.json").read_text())
 
 SCRIPTS = ("boot_server_in_docker", "start_blocking_apscheduler", "start_celery_worker")
 # A stand-in history: base -> head. A database "behind by one" sits at BASE.

@@ -23,7 +23,7 @@ from urllib.parse import quote, quote_plus
 
 from hypothesis import strategies as st
 
-from tests.clirun import backend_root
+from tests.support.cli import backend_root
 
 ROLES = ("api", "background", "worker", "all")
 # Fixed ends make a planted secret impossible to meet by chance in normal output.

@@ -1,4 +1,4 @@
-"""Background replicas and overlap accounting for the lease tests and bench (servers: tests/servers.py).
+"""Background replicas and overlap accounting for the lease tests and bench (servers: tests/support/servers/).
 
 Every process a replica creates (spiffctl, its watchdog, the stand-in script and its worker)
 inherits a unique ``SPIFFCTL_TEST_MARK`` variable, so :meth:`Replica.processes` finds them through
@@ -22,13 +22,17 @@ from spiffctl.config.settings import load
 from spiffctl.lease.config import lease_config
 from spiffctl.lease.stores.redis import RedisStore
 from spiffctl.probes.redis import client
-from tests.servers import PrivateMariaDB, PrivatePostgres, PrivateRedis, eventually, pid_alive
 from tests.standins import give_venv
+from tests.support.poll import wait_until
+from tests.support.procs import pid_alive
+from tests.support.servers.mariadb import PrivateMariaDB
+from tests.support.servers.postgres import PrivatePostgres
+from tests.support.servers.redis import PrivateRedis
 
 HERE = Path(__file__).resolve().parent
-STANDIN = HERE / "lease_standin.py"
-FAULTY = HERE / "lease_faulty.py"
-REPO = HERE.parent
+STANDIN = HERE / "background_standin.py"
+FAULTY = HERE / "faulty_background.py"
+REPO = HERE.parents[1]
 GAP = 0.25  # a worker silent this long (5 ticks) was frozen or dead: its activity is split there
 
 
@@ -38,7 +42,7 @@ def write_backend(root: Path, *, warm: bool = False) -> Path:
     With ``warm`` it is a backend with an app, as the real one: a venv python that imports the
     stand-in backend package and APScheduler (tests/standins/site), so the warm start works, and a
     script that costs what the real one costs before its scheduler runs (``STANDIN_SCRIPT_SHAPE``
-    in tests/lease_standin.py). Without, spiffctl falls back to the script, which starts at once."""
+    in tests/support/background_standin.py). Without, spiffctl falls back to the script, which starts at once."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     script = root / "bin" / "start_blocking_apscheduler"
     shape = "export STANDIN_SCRIPT_SHAPE=true\n" if warm else ""
@@ -55,7 +59,7 @@ def background_command(backend: Path) -> list[str]:
 
 
 def faulty_command(backend: Path) -> list[str]:
-    """A Background replica whose lease store raises like a bug would (see ``lease_faulty.py``)."""
+    """A Background replica whose lease store raises like a bug would (see ``faulty_background.py``)."""
     return [sys.executable, str(FAULTY), str(backend)]
 
 
@@ -232,9 +236,6 @@ def alive_workers(runs: dict[int, Run]) -> list[int]:
     return [pid for pid in runs if pid_alive(pid)]
 
 
-wait_for = eventually
-
-
 def holder_of(runs: dict[int, Run]) -> Run | None:
     """The most recently started worker that is still alive."""
     alive = set(alive_workers(runs))
@@ -244,6 +245,8 @@ def holder_of(runs: dict[int, Run]) -> Run | None:
 
 class Cluster:
     """One private Redis, one stand-in backend, any number of replicas sharing them."""
+
+    kind = "redis"  # where the lease lives; DbCluster: "postgres" or "mysql"
 
     def __init__(self, tmp: Path, *, password: str | None = None, ttl: float = 3.0, warm: bool = False) -> None:
         self.tmp = tmp
@@ -290,11 +293,11 @@ class Cluster:
 
     def wait_worker(self, name: str, count: int = 1, timeout: float = 15) -> float:
         """Wait until ``name`` has started ``count`` workers; the start time of the latest."""
-        assert wait_for(lambda: len(self.workers_of(name)) >= count, timeout), self.logs()
+        wait_until(lambda: len(self.workers_of(name)) >= count, timeout, what=self.logs)
         return max(r.start for r in self.workers_of(name))
 
     def wait_log(self, replica: Replica, text: str, timeout: float = 15) -> None:
-        assert wait_for(lambda: text in replica.log(), timeout, 0.05), self.logs()
+        wait_until(lambda: text in replica.log(), timeout, 0.05, what=self.logs)
 
     def logs(self) -> str:
         return "\n".join(f"--- {r.name} (pid {r.pid})\n{r.log()}" for r in self.replicas)

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.servers import eventually, free_port, pid_alive, session_members
 from tests.standins import BACKEND_TEMPLATE as BACKEND
 from tests.standins import at_head, copy_backend, give_venv, read_records
+from tests.support.ports import free_port
+from tests.support.procs import pid_alive, session_members
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -70,9 +71,6 @@ def records(tmp_path: Path) -> list[tuple[str, str, int]]:
         role, _, kind = r["role"].partition("-")
         out.append((role, kind or "start", r["pid"]))
     return out
-
-
-alive = pid_alive
 
 
 class Run:
@@ -145,7 +143,7 @@ class Run:
                 pass
         pids = set(session_members(self.proc.pid)) | {pid for _, _, pid in records(self.tmp_path)}
         for pid in pids:
-            if alive(pid):
+            if pid_alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -165,6 +163,3 @@ def running(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[Run]:
         yield run
     finally:
         run.cleanup()
-
-
-wait_until = eventually

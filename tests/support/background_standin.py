@@ -1,6 +1,6 @@
 """Stand-in for the Background script's python, launched like ``uv run`` launches the real one.
 
-``lease_standin.py`` (the "uv" layer) starts ``lease_standin.py worker`` (the "python" layer) in
+``background_standin.py`` (the "uv" layer) starts ``background_standin.py worker`` (the "python" layer) in
 the same process group and waits for it. The worker appends records to ``$STANDIN_RECORDS``, one
 line each, written with O_APPEND so lines from several processes never interleave::
 
@@ -10,7 +10,7 @@ line each, written with O_APPEND so lines from several processes never interleav
 
 ``STANDIN_EXIT_AFTER=<seconds>`` makes the worker exit by itself with code 3.
 
-``STANDIN_SCRIPT_SHAPE=true`` (set by the script :func:`tests.lease_support.write_backend` writes
+``STANDIN_SCRIPT_SHAPE=true`` (set by the script :func:`tests.support.replicas.write_backend` writes
 for a backend with an app): before its ``start`` record the worker costs what the real
 ``bin/start_blocking_apscheduler`` costs before its scheduler runs: the schema wait's two app
 starts, a sleep of ``STANDIN_SCRIPT_SLEEP`` seconds (default 1; the real one sleeps 100), one

@@ -1,6 +1,6 @@
 """A Background replica (``run --role background --no-wait``) whose lease store has a bug.
 
-    python tests/lease_faulty.py BACKEND_DIR
+    python tests/support/faulty_background.py BACKEND_DIR
 
 Everything is real (settings, the guard, its watchdog, the script, Redis) except that the store
 raises a ``TypeError`` naming the lease URL (password included, as careless code would) on the
