@@ -43,7 +43,7 @@ from spiffctl.databases.sessions import SessionLock
 from spiffctl.roles import Need, Role
 from spiffctl.schema import graph as migrations
 from spiffctl.schema import revision as schema
-from spiffctl.util import poll, prctl
+from spiffctl.util import poll, prctl, procs
 from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
 from spiffctl.util.redact import Redactor, redact_urls_in_bytes
 from spiffctl.wait import Say, describe, waiting_event
@@ -241,7 +241,7 @@ def _run(backend_dir: Path, env: Mapping[str, str], lock: SessionLock, *, say: S
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    code = 128 - status if status < 0 else status
+    code = procs.shell_code(status)
     if status == 0:
         return
     applying = f" while applying {last[0] or '(empty)'} -> {last[1]}" if last else " before applying any revision"
