@@ -28,7 +28,7 @@ from spiffctl.config.database_uri import P as P
 from spiffctl.config.problem import Problem, Severity
 from spiffctl.config.secrets import resolve_file_secrets
 from spiffctl.config.variables import tcp_port
-from spiffctl.roles import CELERY_ENABLED, Need, Role
+from spiffctl.roles import CELERY_ENABLED, ROLES, Need, Role
 from spiffctl.util import paths, urls
 from spiffctl.util.errors import ConfigError
 from spiffctl.util.redact import Redactor, env_secrets, quote, quote_url, redact_url
@@ -50,7 +50,7 @@ CONNECTOR_PROXY_URL = P + "CONNECTOR_PROXY_URL"
 DEFAULT_ENV = "local_development"
 DEFAULT_BROKER = "redis://localhost"
 DEFAULT_PORT = 7000
-BACKEND_MARKER = "bin/boot_server_in_docker"
+BACKEND_MARKER = ROLES["api"].script  # a folder holding the API script holds the backend
 BACKEND_DIR_FLAG = "--backend-dir (SPIFFCTL_BACKEND_DIR)"
 
 # scheme -> probe kind, per place a URL can appear (databases: see database_uri).

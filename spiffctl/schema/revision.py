@@ -67,6 +67,14 @@ def unknown_revision(state: SchemaState) -> SpiffctlError:
     )
 
 
+def unreadable(endpoint: Endpoint, detail: str) -> UnavailableError:
+    """A revision that waiting cannot make readable (permission denied, for one)."""
+    return UnavailableError(
+        f"cannot read the schema revision of the {describe(endpoint)}: {detail}; "
+        f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
+    )
+
+
 class Unreadable(Exception):
     """The revision could not be read; ``permanent`` when retrying cannot help (permission denied)."""
 
@@ -159,10 +167,7 @@ def wait_for_head(
             state = state_of(graph, reader.read())
         except Unreadable as e:
             if e.permanent:
-                raise UnavailableError(
-                    f"cannot read the schema revision of the {describe(endpoint)}: {e.detail}; "
-                    f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
-                ) from None
+                raise unreadable(endpoint, e.detail) from None
             return poll.Pending(f"cannot read the revision ({e.detail})")
         if not state.known:
             raise unknown_revision(state)

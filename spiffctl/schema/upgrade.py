@@ -46,7 +46,7 @@ from spiffctl.schema import revision as schema
 from spiffctl.util import poll, prctl, procs
 from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
 from spiffctl.util.redact import Redactor, redact_urls_in_bytes
-from spiffctl.wait import Say, describe, waiting_event
+from spiffctl.wait import Say, waiting_event
 
 UPGRADE_DB = P + "UPGRADE_DB"
 DOWNGRADE_DB = P + "DOWNGRADE_DB"
@@ -145,10 +145,7 @@ def _read(
     try:
         revision = reader.read()
     except schema.Unreadable as e:
-        raise UnavailableError(
-            f"cannot read the schema revision of the {describe(endpoint)}: {e.detail}; "
-            f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
-        ) from None
+        raise schema.unreadable(endpoint, e.detail) from None
     if graph is None:
         return None
     state = schema.state_of(graph, revision)
