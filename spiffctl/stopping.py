@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from spiffctl import state
+from spiffctl.util import procs
 from spiffctl.util.errors import SpiffctlError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -39,7 +40,7 @@ def closing_line(what: str) -> Iterator[None]:
         record = state.waiting(pid=os.getpid())
         during = f" while waiting for {record['on']}" if record else " before it started"
         name = signal.Signals(e.signum).name
-        raise SpiffctlError(f"stopped by {name}{during}; {what} not started", 128 + e.signum) from None
+        raise SpiffctlError(f"stopped by {name}{during}; {what} not started", procs.died_of(e.signum)) from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

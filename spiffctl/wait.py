@@ -2,7 +2,8 @@
 
 The backoff is capped low (a quarter second) because the goal is to start the role within half
 a second of its dependency becoming ready; a probe against a down local port costs almost
-nothing, so polling fast is cheap. Progress lines are rate-limited so logs stay readable.
+nothing, so polling fast is cheap. The loop, its deadline and its progress cadence are
+:mod:`spiffctl.util.poll`'s.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from spiffctl import probes
 from spiffctl.config.settings import Endpoint
 from spiffctl.log import Event
 from spiffctl.probes import Status
-from spiffctl.util import bounded, procfs
+from spiffctl.util import bounded, poll, procfs
 from spiffctl.util.errors import UnavailableError
 from spiffctl.util.redact import Redactor
 
 FIRST_DELAY = 0.05
 MAX_DELAY = 0.25
-PROGRESS_EVERY = 3.0
 # One attempt may take this long at most; a single check (timeout 0) gets the longer bound.
 ATTEMPT_TIMEOUT = 2.0
 SINGLE_CHECK_TIMEOUT = 5.0
@@ -56,32 +56,33 @@ def wait_for(
     failure raises at once: a wrong password will not become right by waiting.
     """
     # From exec, not from here: the operator's clock started with the process (imports included).
-    started = procfs.exec_time()
-    deadline = started + timeout
+    clock = poll.Poll(timeout, started=procfs.exec_time())
     for endpoint in endpoints:
-        delay = FIRST_DELAY
-        last_progress = started
-        while True:
-            remaining = deadline - time.monotonic()
-            attempt = SINGLE_CHECK_TIMEOUT if timeout == 0 else min(ATTEMPT_TIMEOUT, max(remaining, 0.05))
-            outcome = bounded_check(endpoint, attempt)
-            if outcome.ok:
-                break
-            detail = redactor(probes.clause(outcome.detail))
-            if outcome.status is Status.PERMANENT:
-                raise UnavailableError(f"{describe(endpoint)} refused: {detail}; check {endpoint.variable}")
-            now = time.monotonic()
-            if now + delay >= deadline:
-                raise UnavailableError(
-                    f"{describe(endpoint)} not ready after {_secs(now - started)} s: {detail}; "
-                    f"check that it runs and {endpoint.variable} points at it, or raise --wait-timeout"
-                )
-            if now - last_progress >= PROGRESS_EVERY:
-                text = f"waiting for {describe(endpoint)}: {detail} ({_secs(now - started)} s of {_secs(timeout)} s)"
-                say(waiting_event(text, describe(endpoint), now - started, detail, timeout=timeout))
-                last_progress = now
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY)
+        _wait_for_one(endpoint, clock, say=say, redactor=redactor)
+
+
+def _wait_for_one(endpoint: Endpoint, clock: poll.Poll, *, say: Say, redactor: Redactor) -> None:
+    def attempt() -> poll.Pending[str] | None:
+        limit = SINGLE_CHECK_TIMEOUT if clock.timeout == 0 else min(ATTEMPT_TIMEOUT, max(clock.remaining, 0.05))
+        outcome = bounded_check(endpoint, limit)
+        if outcome.ok:
+            return None
+        detail = redactor(probes.clause(outcome.detail))
+        if outcome.status is Status.PERMANENT:
+            raise UnavailableError(f"{describe(endpoint)} refused: {detail}; check {endpoint.variable}")
+        return poll.Pending(detail)
+
+    def progress(detail: str, waited: float) -> None:
+        text = f"waiting for {describe(endpoint)}: {detail} ({_secs(waited)} s of {_secs(clock.timeout)} s)"
+        say(waiting_event(text, describe(endpoint), waited, detail, timeout=clock.timeout))
+
+    def timed_out(detail: str, waited: float) -> UnavailableError:
+        return UnavailableError(
+            f"{describe(endpoint)} not ready after {_secs(waited)} s: {detail}; "
+            f"check that it runs and {endpoint.variable} points at it, or raise --wait-timeout"
+        )
+
+    poll.until(attempt, clock, progress=progress, timed_out=timed_out, first=FIRST_DELAY, longest=MAX_DELAY)
 
 
 def waiting_event(text: str, dependency: str, waited: float, error: str, timeout: float | None = None) -> Event:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl.config.settings import DERIVED, load, role_problems
+from spiffctl.config.database_uri import DERIVED
+from spiffctl.config.settings import load, role_problems
 from spiffctl.roles import ROLES, Need
 
 BASE = {
@@ -26,10 +27,11 @@ def variables(s) -> dict[str, str]:
 def test_default_is_mysql_root_at_localhost_with_a_warning(tmp_path):
     s = settings(tmp_path)
     db = s.endpoint(Need.DATABASE)
-    assert s.database_type == "mysql" and s.database_type_source == "default"
+    assert db.kind == "mysql"
     assert db.url == "mysql+mysqldb://root:@127.0.0.1/spiffworkflow_backend_local_development"
     assert db.variable == DERIVED
     assert variables(s) == {"SPIFFWORKFLOW_BACKEND_DATABASE_TYPE": "warning"}
+    assert s.warnings[0].message == "is not set, so the backend defaults to mysql at root@127.0.0.1"
 
 
 def test_mysql_password_and_env_name_are_used_in_the_derived_uri(tmp_path):
@@ -79,8 +81,8 @@ def test_relative_sqlite_uri_is_relative_to_the_backend_root(tmp_path):
 
 def test_uri_scheme_decides_the_type(tmp_path):
     s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_DATABASE_URI="postgresql+psycopg2://u:p@db:5432/spiff")
-    assert s.database_type == "postgres"
-    assert s.endpoint(Need.DATABASE).kind == "postgres"
+    db = s.endpoint(Need.DATABASE)
+    assert (db.kind, db.variable) == ("postgres", "SPIFFWORKFLOW_BACKEND_DATABASE_URI")
     assert s.problems == ()
 
 
@@ -90,13 +92,18 @@ def test_uri_overrides_a_contradicting_type_with_a_warning(tmp_path):
         SPIFFWORKFLOW_BACKEND_DATABASE_URI="mysql://root:@db/spiff",
         SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="postgres",
     )
-    assert s.database_type == "mysql"
-    assert variables(s) == {"SPIFFWORKFLOW_BACKEND_DATABASE_TYPE": "warning"}
+    assert s.endpoint(Need.DATABASE).kind == "mysql"
+    [warning] = s.warnings
+    assert warning.variable == "SPIFFWORKFLOW_BACKEND_DATABASE_TYPE"
+    assert warning.message == "says 'postgres' but SPIFFWORKFLOW_BACKEND_DATABASE_URI is mysql; the URI wins"
 
 
 def test_empty_variables_count_as_unset(tmp_path):
     s = settings(tmp_path, SPIFFWORKFLOW_BACKEND_DATABASE_URI="", SPIFFWORKFLOW_BACKEND_DATABASE_TYPE="")
-    assert s.database_type == "mysql"
+    db = s.endpoint(Need.DATABASE)
+    assert (db.kind, db.variable) == ("mysql", DERIVED)
+    [warning] = s.warnings
+    assert warning.message == "is not set, so the backend defaults to mysql at root@127.0.0.1"
 
 
 @pytest.mark.parametrize(

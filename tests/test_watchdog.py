@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from spiffctl.lease import clock, messages
 from spiffctl.lease.messages import CONTROL, REPORTS, Exited, Failed, Fence, How, ProtocolError, Started, Stop
-from spiffctl.lease.watchdog import shell_code
+from spiffctl.util.procs import exit_code
 from tests.support.poll import wait_until
 from tests.support.procs import pid_alive
 
@@ -74,7 +74,7 @@ def test_a_non_finite_deadline_is_never_sent():
 # --- the process ---------------------------------------------------------------------------------
 
 
-def test_watchdog_imports_only_the_standard_library_and_its_three_modules():
+def test_watchdog_imports_only_the_standard_library_and_its_four_modules():
     code = textwrap.dedent(
         """
         import sys
@@ -94,6 +94,7 @@ def test_watchdog_imports_only_the_standard_library_and_its_three_modules():
         "spiffctl.lease.watchdog",
         "spiffctl.util",
         "spiffctl.util.prctl",
+        "spiffctl.util.procs",
     ]
     assert out.strip() == f"{expected} []"
 
@@ -162,7 +163,7 @@ def started_pid(reports: list[object]) -> int:
 def test_the_script_s_code_passes_through(tmp_path, dogs, script, code):
     reports = dogs(tmp_path, script).reports()
     assert reports[1:] == [Exited(code, How.OWN)] and started_pid(reports) > 0
-    assert shell_code(0x0300) == 3 and shell_code(signal.SIGTERM) == 143
+    assert exit_code(0x0300) == 3 and exit_code(signal.SIGTERM) == 143
 
 
 def test_stop_and_fence(tmp_path, dogs):

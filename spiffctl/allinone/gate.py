@@ -13,18 +13,15 @@ schema wait is what orders them).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from spiffctl import state
 from spiffctl.config.settings import Settings
 from spiffctl.health import one_role
 from spiffctl.roles import ROLES, START_AFTER
+from spiffctl.util import poll
 from spiffctl.util.errors import UnavailableError
 from spiffctl.wait import Say, waiting_event
-
-POLL = 0.25
-PROGRESS_EVERY = 10.0
 
 
 def start_after(
@@ -32,21 +29,25 @@ def start_after(
 ) -> None:
     """Return once every role named in :data:`START_AFTER` is healthy; raise after ``timeout``."""
     names = [n for n in (settings.env.get(START_AFTER) or "").split(",") if n in ROLES]
-    started = time.monotonic()
-    last_progress = started
+    clock = poll.Poll(timeout)
     for name in names:
-        # The other role's state lives in its own run dir, a sibling of ours (allinone.supervisor).
-        env = {**settings.env, state.RUN_DIR_VAR: str(state.run_dir(create=False).parent / name)}
         waiting(f"the {name} role to answer")
-        while True:
-            healthy, line = one_role(ROLES[name], env, settings)
-            if healthy:
-                break
-            now = time.monotonic()
-            if now - started >= timeout:
-                raise UnavailableError(f"the {name} role did not answer within {timeout:g} s ({line})")
-            if now - last_progress >= PROGRESS_EVERY:
-                text = f"starting after the {name} role, which does not answer yet ({line})"
-                say(waiting_event(text, f"the {name} role", now - started, line))
-                last_progress = now
-            time.sleep(POLL)
+        _after(name, settings, clock, say=say)
+
+
+def _after(name: str, settings: Settings, clock: poll.Poll, *, say: Say) -> None:
+    # The other role's state lives in its own run dir, a sibling of ours (allinone.supervisor).
+    env = {**settings.env, state.RUN_DIR_VAR: str(state.run_dir(create=False).parent / name)}
+
+    def attempt() -> poll.Pending[str] | None:
+        healthy, line = one_role(ROLES[name], env, settings)
+        return None if healthy else poll.Pending(line)
+
+    def progress(line: str, waited: float) -> None:
+        text = f"starting after the {name} role, which does not answer yet ({line})"
+        say(waiting_event(text, f"the {name} role", waited, line))
+
+    def timed_out(line: str, waited: float) -> UnavailableError:
+        return UnavailableError(f"the {name} role did not answer within {clock.timeout:g} s ({line})")
+
+    poll.until(attempt, clock, progress=progress, timed_out=timed_out)

@@ -47,12 +47,13 @@ from supervisor.states import ProcessStates, SupervisorStates
 from spiffctl import log
 from spiffctl.allinone import dropwriter, orphans
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
+from spiffctl.util import procs
 from spiffctl.util.redact import Redactor
 
 # The failing role is already gone; the healthy ones get this much time at most, so that the
 # whole run ends within 5 s of the failure.
 FAIL_FAST_GRACE = 3
-KILLED = 128 + signal.SIGKILL
+KILLED = procs.died_of(signal.SIGKILL)
 STOP_TICK = 0.1
 
 
@@ -99,15 +100,16 @@ def exit_code_of(status: int | None, fallback: int | None) -> tuple[int, str]:
     """(code, words) from a raw wait status; supervisord's own ``exitstatus`` when we have none."""
     if status is not None:
         try:
-            code = os.waitstatus_to_exitcode(status)
+            code: int | None = procs.exit_code(status)
         except ValueError:  # stopped or continued: not an end
             code = None
-        if code is not None and code < 0:
+        sig = procs.killed_by(status)
+        if code is not None and sig is not None:
             try:
-                name = signal.Signals(-code).name
+                name = signal.Signals(sig).name
             except ValueError:
-                name = f"signal {-code}"
-            return 128 - code, f"killed by {name} (exit code {128 - code})"
+                name = f"signal {sig}"
+            return code, f"killed by {name} (exit code {code})"
         if code is not None:
             return code, f"exited with code {code}"
     if fallback is None or fallback < 0:
@@ -253,7 +255,7 @@ class Watcher:
         status = self.statuses.pop(process.pid, None) if process.pid else None
         stopping = self.options.mood < SupervisorStates.RUNNING
         if state == ProcessStates.STOPPED:
-            if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            if status is not None and procs.killed_by(status) == signal.SIGKILL:
                 text = f"{name} did not stop within its grace period and was killed (SIGKILL)"
                 say(log.Event(text, "killed", level="WARNING", role=name, code=KILLED))
                 self.record(name, KILLED, f"{name} did not stop in time and was killed")

@@ -6,13 +6,12 @@ Everything here mirrors what spiffworkflow-backend does at ``create_app`` time:
 * booleans, numbers and choices are judged by the variables table (:mod:`spiffctl.config.variables`),
   each as its reader judges it (``CELERY_ENABLED=no`` would *enable* Celery in the backend,
   ``UPGRADE_DB=True`` is false for the API script: both are refused);
-* the database type comes from the URI scheme (part before ``+``, ``postgresql`` -> ``postgres``)
-  and otherwise from ``SPIFFWORKFLOW_BACKEND_DATABASE_TYPE``, default ``mysql``;
-* without a URI the backend derives one per type with database ``spiffworkflow_backend_<ENV>``.
+* the database comes from the backend's URI rules (:mod:`spiffctl.config.database_uri`).
 
-:func:`load` never raises for a rule violation: it collects :class:`Problem` records so that
-``run`` can print them all at once and ``doctor`` can show each as a check. It raises only when
-the environment cannot even be read (``*_FILE`` secrets).
+:func:`load` is table-driven: one endpoint rule per need (:data:`ENDPOINT_RULES`) and a list of
+small checks (:data:`CHECKS`). It never raises for a rule violation: it collects :class:`Problem`
+records so that ``run`` can print them all at once and ``doctor`` can show each as a check. It
+raises only when the environment cannot even be read (``*_FILE`` secrets).
 """
 
 from __future__ import annotations
@@ -22,19 +21,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from spiffctl.config import variables
+from spiffctl.config import database_uri, variables
+from spiffctl.config.database_uri import DB_SCHEMES as DB_SCHEMES
+from spiffctl.config.database_uri import SQL_KINDS, split_scheme, unsupported
+from spiffctl.config.database_uri import P as P
 from spiffctl.config.problem import Problem, Severity
 from spiffctl.config.secrets import resolve_file_secrets
 from spiffctl.config.variables import tcp_port
-from spiffctl.roles import CELERY_ENABLED, Need, Role
+from spiffctl.roles import CELERY_ENABLED, ROLES, Need, Role
 from spiffctl.util import paths, urls
 from spiffctl.util.errors import ConfigError
 from spiffctl.util.redact import Redactor, env_secrets, quote, quote_url, redact_url
 
-P = "SPIFFWORKFLOW_BACKEND_"
-DATABASE_URI = P + "DATABASE_URI"
-DATABASE_TYPE = P + "DATABASE_TYPE"
-DATABASE_PASSWORD = P + "DATABASE_PASSWORD"
 BACKEND_ENV = P + "ENV"
 BROKER_URL = P + "CELERY_BROKER_URL"
 RESULT_BACKEND = P + "CELERY_RESULT_BACKEND"
@@ -50,30 +48,14 @@ APPLICATION_ROOT = P + "APPLICATION_ROOT"
 CONNECTOR_PROXY_URL = P + "CONNECTOR_PROXY_URL"
 
 DEFAULT_ENV = "local_development"
-# Where a derived database URI "comes from": the variable an operator sets to change it.
-DERIVED = f"{DATABASE_URI} (unset; derived from {DATABASE_TYPE})"
 DEFAULT_BROKER = "redis://localhost"
 DEFAULT_PORT = 7000
-DATABASE_TYPES = ("mysql", "postgres", "sqlite")
-BACKEND_MARKER = "bin/boot_server_in_docker"
+BACKEND_MARKER = ROLES["api"].script  # a folder holding the API script holds the backend
 BACKEND_DIR_FLAG = "--backend-dir (SPIFFCTL_BACKEND_DIR)"
 
-SQL_KINDS = ("postgres", "mysql", "sqlite")
-
-# scheme -> probe kind, per place a URL can appear.
-DB_SCHEMES = {"mysql": "mysql", "postgresql": "postgres", "sqlite": "sqlite"}
-_BACKEND_DRIVERS = {"mysql": {"", "mysqldb"}, "postgresql": {"", "psycopg2"}, "sqlite": {"", "pysqlite"}}
-_BROKER_SCHEMES = {
-    "redis": "redis",
-    "rediss": "redis",
-    "amqp": "amqp",
-    "amqps": "amqp",
-    "pyamqp": "amqp",
-    "sqs": "sqs",
-}
+# scheme -> probe kind, per place a URL can appear (databases: see database_uri).
+_BROKER_SCHEMES = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp", "pyamqp": "amqp", "sqs": "sqs"}
 _RESULT_SCHEMES = {"redis": "redis", "rediss": "redis", "rpc": "rpc", "s3": "s3"}
-
-Getter = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +66,7 @@ class Endpoint:
     """
 
     need: Need | None  # None for endpoints no role needs (connector proxy, API status)
-    kind: str  # probe kind: postgres, mysql, sqlite, redis, amqp, sqs, rpc, s3
+    kind: str  # probe kind: a database kind (database_uri.SQL_KINDS), redis, amqp, sqs, rpc, s3
     url: str
     variable: str
 
@@ -108,8 +90,6 @@ class Settings:
     env: dict[str, str]  # the resolved environment a child receives (secrets files applied)
     backend_dir: Path
     backend_env: str
-    database_type: str
-    database_type_source: str  # the variable that decided it, or "default"
     celery_enabled: bool
     endpoints: dict[Need, Endpoint]
     problems: tuple[Problem, ...]
@@ -160,60 +140,106 @@ def _backend_root(path: Path) -> Path:
     raise ConfigError(f"{BACKEND_DIR_FLAG}: the folder cannot be used: {why}; point it at the backend root")
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """The resolved environment as the backend reads it, for the rules below."""
+
+    env: Mapping[str, str]
+    backend: Path
+
+    def get(self, name: str) -> str | None:
+        # The backend treats an empty variable exactly like an unset one.
+        return self.env.get(name) or None
+
+    def flag(self, name: str) -> bool:
+        return variables.truth(name, self.get(name))
+
+    @property
+    def backend_env(self) -> str:
+        return self.get(BACKEND_ENV) or DEFAULT_ENV
+
+    @property
+    def celery(self) -> bool:
+        return self.flag(CELERY_ENABLED)
+
+
+# A rule appends what is wrong to the problems; an endpoint rule also answers the endpoint to probe.
+EndpointRule = Callable[[_Reading, list[Problem]], "Endpoint | None"]
+Check = Callable[[_Reading, list[Problem]], None]
+
+
 def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = None) -> Settings:
     """Read the environment the way the backend would, collecting every problem found."""
     raw = dict(os.environ if environ is None else environ)
     env, file_secrets = resolve_file_secrets(raw)
-    backend = _backend_root(backend_dir or default_backend_dir())
+    reading = _Reading(env, _backend_root(backend_dir or default_backend_dir()))
     redactor = Redactor(file_secrets | env_secrets(env))
     problems: list[Problem] = list(variables.problems(env))
-
-    def get(name: str) -> str | None:
-        # The backend treats an empty variable exactly like an unset one.
-        return env.get(name) or None
-
-    def boolean(name: str) -> bool:
-        return variables.truth(name, get(name))
-
-    backend_env = get(BACKEND_ENV) or DEFAULT_ENV
-    celery = boolean(CELERY_ENABLED)
     endpoints: dict[Need, Endpoint] = {}
+    for need, rule, celery_only in ENDPOINT_RULES:
+        endpoint = rule(reading, problems) if reading.celery or not celery_only else None
+        if endpoint:
+            endpoints[need] = endpoint
+    for check in CHECKS:
+        check(reading, problems)
+    named = _file_named(raw, env)
+    return Settings(
+        env=env,
+        backend_dir=reading.backend,
+        backend_env=reading.backend_env,
+        celery_enabled=reading.celery,
+        endpoints={need: replace(e, variable=named(e.variable)) for need, e in endpoints.items()},
+        # Problems quote operator values, which can hold a URL with a password in any variable.
+        problems=tuple(replace(p, message=redactor(p.message), fix=redactor(p.fix)) for p in problems),
+        redactor=redactor,
+    )
 
-    db_type, db_source, db_endpoint = _database(get, backend_env, backend, problems)
-    if db_endpoint:
-        endpoints[Need.DATABASE] = db_endpoint
 
-    if celery:
-        broker = _broker(get, problems)
-        if broker:
-            endpoints[Need.BROKER] = broker
-        result = _result_backend(get, problems)
-        if result:
-            endpoints[Need.RESULT_BACKEND] = result
-    else:
-        for name in (BACKFILL,):
-            if boolean(name):
-                problems.append(
-                    Problem(name, "needs Celery, which is disabled", f"set {CELERY_ENABLED}=true or unset {name}")
-                )
-        if get(EVENT_NOTIFIER):
+def _file_named(raw: Mapping[str, str], env: Mapping[str, str]) -> Callable[[str], str]:
+    """``check SPIFFWORKFLOW_BACKEND_DATABASE_URI`` is no help when the operator set ``..._URI_FILE``."""
+    from_files = {name for name in env if raw.get(f"{name}_FILE") and name not in raw}
+
+    def named(variable: str) -> str:
+        first, _, rest = variable.partition(" ")
+        return f"{first}_FILE{' ' + rest if rest else ''}" if first in from_files else variable
+
+    return named
+
+
+def _database(reading: _Reading, problems: list[Problem]) -> Endpoint | None:
+    target = database_uri.database(reading.get, reading.backend_env, reading.backend, problems)
+    if target is None:
+        return None
+    if not target.check_shape:
+        return Endpoint(Need.DATABASE, target.kind, target.url, target.variable)
+    return _checked(Need.DATABASE, target.kind, target.url, target.variable, problems, "sqlalchemy")
+
+
+def _celery_only(reading: _Reading, problems: list[Problem]) -> None:
+    if reading.celery:
+        return
+    for name, used in ((BACKFILL, reading.flag(BACKFILL)), (EVENT_NOTIFIER, bool(reading.get(EVENT_NOTIFIER)))):
+        if used:
             problems.append(
-                Problem(
-                    EVENT_NOTIFIER,
-                    "needs Celery, which is disabled",
-                    f"set {CELERY_ENABLED}=true or unset {EVENT_NOTIFIER}",
-                )
+                Problem(name, "needs Celery, which is disabled", f"set {CELERY_ENABLED}=true or unset {name}")
             )
 
-    for name in (SECRET_KEY, BPMN_DIR):
-        if not get(name):
-            fix = (
-                "set it to a long random string (or use FLASK_SESSION_SECRET_KEY_FILE)"
-                if name == SECRET_KEY
-                else "set it to the absolute path of the process-model folder"
-            )
+
+# Variables the backend refuses to start without -> how to set them.
+_REQUIRED = {
+    SECRET_KEY: "set it to a long random string (or use FLASK_SESSION_SECRET_KEY_FILE)",
+    BPMN_DIR: "set it to the absolute path of the process-model folder",
+}
+
+
+def _required(reading: _Reading, problems: list[Problem]) -> None:
+    for name, fix in _REQUIRED.items():
+        if not reading.get(name):
             problems.append(Problem(name, "is not set; the backend refuses to start without it", fix))
-    bpmn = get(BPMN_DIR)
+
+
+def _bpmn_absolute(reading: _Reading, problems: list[Problem]) -> None:
+    bpmn = reading.get(BPMN_DIR)
     if bpmn and not os.path.isabs(bpmn):
         problems.append(
             Problem(
@@ -224,7 +250,9 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
             )
         )
 
-    app_root = get(APPLICATION_ROOT)
+
+def _application_root(reading: _Reading, problems: list[Problem]) -> None:
+    app_root = reading.get(APPLICATION_ROOT)
     if app_root and app_root != "/":
         problems.append(
             Problem(
@@ -233,31 +261,13 @@ def load(environ: Mapping[str, str] | None = None, backend_dir: Path | None = No
                 f"use {PATH_PREFIX} instead and unset {APPLICATION_ROOT}",
             )
         )
-    connector = get(CONNECTOR_PROXY_URL)
+
+
+def _connector(reading: _Reading, problems: list[Problem]) -> None:
+    connector = reading.get(CONNECTOR_PROXY_URL)
     if connector:
         # A warning: the backend starts without it; only service tasks fail.
         _check_url(CONNECTOR_PROXY_URL, connector, problems, severity="warning")
-
-    # "check SPIFFWORKFLOW_BACKEND_DATABASE_URI" is no help when the operator set ..._URI_FILE.
-    from_files = {name for name in env if raw.get(f"{name}_FILE") and name not in raw}
-
-    def named(variable: str) -> str:
-        first, _, rest = variable.partition(" ")
-        return f"{first}_FILE{' ' + rest if rest else ''}" if first in from_files else variable
-
-    endpoints = {need: replace(e, variable=named(e.variable)) for need, e in endpoints.items()}
-    return Settings(
-        env=env,
-        backend_dir=backend,
-        backend_env=backend_env,
-        database_type=db_type,
-        database_type_source=db_source,
-        celery_enabled=celery,
-        endpoints=endpoints,
-        # Problems quote operator values, which can hold a URL with a password in any variable.
-        problems=tuple(replace(p, message=redactor(p.message), fix=redactor(p.fix)) for p in problems),
-        redactor=redactor,
-    )
 
 
 def role_problems(settings: Settings, role: Role) -> list[Problem]:
@@ -273,13 +283,6 @@ def role_problems(settings: Settings, role: Role) -> list[Problem]:
             )
         )
     return out
-
-
-def _scheme(url: str) -> tuple[str, str]:
-    """(scheme, driver) of ``mysql+pymysql://...`` -> ("mysql", "pymysql")."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    base, _, driver = scheme.partition("+")
-    return base, driver
 
 
 def _check_url(
@@ -306,182 +309,43 @@ def _check_url(
     return True
 
 
-def _database(
-    get: Getter,
-    backend_env: str,
-    backend: Path,
-    problems: list[Problem],
-) -> tuple[str, str, Endpoint | None]:
-    uri = get(DATABASE_URI)
-    type_var = get(DATABASE_TYPE)
-    if uri:
-        scheme, driver = _scheme(uri)
-        db_type = "postgres" if scheme == "postgresql" else scheme
-        source = DATABASE_URI
-        if scheme == "postgres":
-            problems.append(
-                Problem(
-                    DATABASE_URI,
-                    "uses the scheme postgres://, which SQLAlchemy 2 does not know",
-                    "write postgresql:// instead",
-                )
-            )
-            return db_type, source, None
-        if scheme == "mariadb":
-            problems.append(
-                Problem(
-                    DATABASE_URI,
-                    "uses the scheme mariadb://, which the backend rejects",
-                    "write mysql:// (MariaDB speaks the MySQL protocol)",
-                )
-            )
-            return db_type, source, None
-        if scheme not in DB_SCHEMES:
-            problems.append(
-                Problem(
-                    DATABASE_URI,
-                    f"has an unsupported scheme {scheme + '://' if scheme else '(none)'}",
-                    "use postgresql://, mysql:// or sqlite:///",
-                )
-            )
-            return db_type or "unknown", source, None
-        if driver not in _BACKEND_DRIVERS[scheme]:
-            problems.append(
-                Problem(
-                    DATABASE_URI,
-                    f"names the driver {driver!r}, which the backend image does not ship",
-                    f"write {scheme}:// (the backend uses its own driver)",
-                    "warning",
-                )
-            )
-        if type_var and type_var != db_type:
-            problems.append(
-                Problem(
-                    DATABASE_TYPE,
-                    f"says {quote(type_var)} but {DATABASE_URI} is {db_type}; the URI wins",
-                    f"unset {DATABASE_TYPE} or make it match",
-                    "warning",
-                )
-            )
-        if scheme == "sqlite":
-            problem = urls.sqlite_problem(uri)
-            if problem:
-                problems.append(Problem(DATABASE_URI, *problem))
-                return db_type, source, None
-            return db_type, source, Endpoint(Need.DATABASE, "sqlite", _sqlite_absolute(uri, backend), DATABASE_URI)
-        if not _check_url(DATABASE_URI, uri, problems, "sqlalchemy"):
-            return db_type, source, None
-        return db_type, source, Endpoint(Need.DATABASE, DB_SCHEMES[scheme], uri, DATABASE_URI)
-
-    db_type = type_var or "mysql"
-    source = DATABASE_TYPE if type_var else "default"
-    if db_type not in DATABASE_TYPES:  # reported by the variables table
-        return db_type, source, None
-    if not type_var:
-        problems.append(
-            Problem(
-                DATABASE_TYPE,
-                "is not set, so the backend defaults to mysql at root@127.0.0.1",
-                f"set {DATABASE_URI} (or {DATABASE_TYPE}) explicitly",
-                "warning",
-            )
-        )
-    name = f"spiffworkflow_backend_{backend_env}"
-    if db_type == "sqlite":
-        url = f"sqlite:///{backend / 'src' / 'instance' / f'db_{backend_env}.sqlite3'}"
-        return db_type, source, Endpoint(Need.DATABASE, "sqlite", url, DERIVED)
-    if db_type == "postgres":
-        url = f"postgresql://spiffworkflow_backend:spiffworkflow_backend@localhost:5432/{name}"
-        return db_type, source, Endpoint(Need.DATABASE, "postgres", url, DERIVED)
-    # Exactly as the backend builds it: the password is not percent-encoded, so SQLAlchemy reads
-    # it up to its first "@" and decodes "%xx" in it; say so rather than probe with the same
-    # wrong password and blame the server.
-    password = get(DATABASE_PASSWORD) or ""
-    url = f"mysql+mysqldb://root:{password}@127.0.0.1/{name}"
-    # A refused login is about the password: name the variable that holds it.
-    where = f"{DATABASE_PASSWORD} (the URI is derived from {DATABASE_TYPE})" if password else DERIVED
-    try:
-        read = urls.parse(url, "sqlalchemy").password
-    except urls.URLError:
-        read = None
-    if read != password:
-        problems.append(
-            Problem(
-                DATABASE_PASSWORD,
-                "holds '@' or a %xx sequence, which the backend puts into its database URI unencoded, so the "
-                "password it sends differs from this one",
-                f"set {DATABASE_URI}=mysql://root:<percent-encoded password>@127.0.0.1/<database> instead",
-            )
-        )
-        return db_type, source, None
-    return db_type, source, Endpoint(Need.DATABASE, "mysql", url, where)
+def _checked(
+    need: Need, kind: str, url: str, variable: str, problems: list[Problem], grammar: urls.Grammar = "standard"
+) -> Endpoint | None:
+    return Endpoint(need, kind, url, variable) if _check_url(variable, url, problems, grammar) else None
 
 
-def _sqlite_absolute(uri: str, backend: Path) -> str:
-    """SQLAlchemy reads ``sqlite:///rel`` relative to the cwd, which is the backend root."""
-    path = uri.split("://", 1)[1]
-    path = path[1:] if path.startswith("/") else path  # sqlite:///x -> "x"; sqlite:////abs -> "/abs"
-    path = path.split("?", 1)[0]
-    if not path or path == ":memory:":
-        return "sqlite://"
-    p = Path(path)
-    return f"sqlite:///{p if p.is_absolute() else backend / p}"
-
-
-def _broker(get: Getter, problems: list[Problem]) -> Endpoint | None:
-    url = get(BROKER_URL) or DEFAULT_BROKER
-    scheme, _ = _scheme(url)
+def _broker(reading: _Reading, problems: list[Problem]) -> Endpoint | None:
+    url = reading.get(BROKER_URL) or DEFAULT_BROKER
+    scheme, _ = split_scheme(url)
     kind = _BROKER_SCHEMES.get(scheme)
     if kind is None:
         problems.append(
-            Problem(
-                BROKER_URL,
-                f"has an unsupported scheme {scheme + '://' if scheme else '(none)'}",
-                "use redis://, rediss://, amqp:// (RabbitMQ) or sqs://",
-            )
+            Problem(BROKER_URL, unsupported(scheme), "use redis://, rediss://, amqp:// (RabbitMQ) or sqs://")
         )
         return None
-    if kind == "sqs":
-        if not get(SQS_URL):
-            problems.append(
-                Problem(
-                    SQS_URL,
-                    "is not set but the broker is SQS; the backend raises at start",
-                    "set it to the queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
-                )
-            )
-            return None
-        queue = get(SQS_URL) or ""
-        if not _check_url(SQS_URL, queue, problems):
-            return None
-        return Endpoint(Need.BROKER, "sqs", queue, SQS_URL)
-    if not _check_url(BROKER_URL, url, problems):
-        return None
-    return Endpoint(Need.BROKER, kind, url, BROKER_URL)
-
-
-def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
-    url = get(RESULT_BACKEND)
-    if not url:
-        return None
-    scheme, _ = _scheme(url)
-    if url.lower().startswith("db+"):
-        inner = url[3:]
-        inner_scheme, _ = _scheme(inner)
-        kind = DB_SCHEMES.get(inner_scheme)
-        if kind == "sqlite":
-            return None
-        if kind:
-            ok = _check_url(RESULT_BACKEND, inner, problems, "sqlalchemy")
-            return Endpoint(Need.RESULT_BACKEND, kind, inner, RESULT_BACKEND) if ok else None
+    if kind != "sqs":
+        return _checked(Need.BROKER, kind, url, BROKER_URL, problems)
+    queue = reading.get(SQS_URL)
+    if not queue:
         problems.append(
             Problem(
-                RESULT_BACKEND,
-                f"has an unsupported database {inner_scheme or '(none)'}",
-                "use db+postgresql:// or db+mysql://, or unset it (results are ignored)",
+                SQS_URL,
+                "is not set but the broker is SQS; the backend raises at start",
+                "set it to the queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
             )
         )
         return None
+    return _checked(Need.BROKER, "sqs", queue, SQS_URL, problems)
+
+
+def _result_backend(reading: _Reading, problems: list[Problem]) -> Endpoint | None:
+    url = reading.get(RESULT_BACKEND)
+    if not url:
+        return None
+    if url.lower().startswith("db+"):
+        return _result_database(url[3:], problems)
+    scheme, _ = split_scheme(url)
     kind = _RESULT_SCHEMES.get(scheme)
     if kind is None:
         problems.append(
@@ -493,7 +357,7 @@ def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
             )
         )
         return None
-    if kind == "s3" and not get(S3_BUCKET):
+    if kind == "s3" and not reading.get(S3_BUCKET):
         problems.append(
             Problem(
                 S3_BUCKET,
@@ -505,6 +369,27 @@ def _result_backend(get: Getter, problems: list[Problem]) -> Endpoint | None:
     if kind in ("rpc", "s3"):
         # rpc:// rides on the broker, which is checked anyway; S3 needs AWS credentials to probe.
         return None
-    if not _check_url(RESULT_BACKEND, url, problems):
+    return _checked(Need.RESULT_BACKEND, kind, url, RESULT_BACKEND, problems)
+
+
+def _result_database(url: str, problems: list[Problem]) -> Endpoint | None:
+    """Celery's ``db+<SQLAlchemy URL>`` result backend."""
+    scheme, _ = split_scheme(url)
+    kind = DB_SCHEMES.get(scheme)
+    if kind is None:
+        fix = database_uri.RESULT_DATABASES_FIX
+        problems.append(Problem(RESULT_BACKEND, f"has an unsupported database {scheme or '(none)'}", fix))
         return None
-    return Endpoint(Need.RESULT_BACKEND, kind, url, RESULT_BACKEND)
+    if kind == "sqlite":
+        return None
+    return _checked(Need.RESULT_BACKEND, kind, url, RESULT_BACKEND, problems, "sqlalchemy")
+
+
+# Per need, the rule that finds its endpoint; Celery's are read only when Celery is on, as the backend does.
+ENDPOINT_RULES: tuple[tuple[Need, EndpointRule, bool], ...] = (
+    (Need.DATABASE, _database, False),
+    (Need.BROKER, _broker, True),
+    (Need.RESULT_BACKEND, _result_backend, True),
+)
+# The checks of variables no endpoint stands for, in the order their problems are reported.
+CHECKS: tuple[Check, ...] = (_celery_only, _required, _bpmn_absolute, _application_root, _connector)

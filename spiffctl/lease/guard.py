@@ -90,7 +90,7 @@ from spiffctl.lease.stores import Grant, LeaseLost, Store, StoreOutage, StoreRef
 from spiffctl.lease.timing import Timings
 from spiffctl.probes import one_line
 from spiffctl.roles import STOP_GRACE, Role
-from spiffctl.util import procfs
+from spiffctl.util import procfs, procs
 from spiffctl.util.errors import DEBUG_VAR, SOFTWARE, ConfigError, SpiffctlError, internal_error
 from spiffctl.wait import Say as Log
 
@@ -98,7 +98,6 @@ EPOCH_VAR = "SPIFFCTL_LEASE_EPOCH"
 # Wake up at least this often: select() sleeps on CLOCK_MONOTONIC, which stops while the host is
 # suspended, while every deadline is on CLOCK_BOOTTIME (see spiffctl.lease.clock).
 MAX_SLEEP = 0.5
-GROUP_GONE_WAIT = 2.0  # after SIGKILL, how long to wait for the group to be gone before saying so
 WATCHDOG_EXIT_WAIT = 5.0  # the watchdog exits right after its last report; SIGKILL it after this
 
 
@@ -164,34 +163,15 @@ def _warm_fields(action: WriteState) -> dict[str, object]:
     return {"warm": action.warm, "warm_since": round(time.time() - (clock.now() - action.warm_since), 3)}
 
 
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
+def _reap_orphans() -> None:
     try:
         os.waitpid(-1, os.WNOHANG)  # as PID 1 we inherit the orphans; reap them
     except ChildProcessError:
         pass
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
-def _wait_group_gone(pgid: int, limit: float = GROUP_GONE_WAIT) -> bool:
-    end = clock.now() + limit
-    while _group_alive(pgid):
-        if clock.now() >= end:
-            return False
-        time.sleep(0.02)
-    return True
+def _wait_group_gone(pgid: int, limit: float = procs.GROUP_GONE_WAIT) -> bool:
+    return procs.wait_group_gone(pgid, limit, reap=_reap_orphans, clock=clock.now)
 
 
 class Guard:
@@ -371,7 +351,7 @@ class Guard:
             case Fence() | Stop() | Go():
                 self._send(action)
             case KillGroup(pgid=pgid, wait=wait):
-                _killpg(pgid, signal.SIGKILL)
+                procs.signal_group(pgid, signal.SIGKILL)
                 if wait:
                     return GroupKilled(_wait_group_gone(pgid))
             case Exit():
@@ -472,7 +452,7 @@ class Guard:
         finally:
             # Whatever failed above, our own record of the group still gets killed.
             if self.child_pid is not None:
-                _killpg(self.child_pid, signal.SIGKILL)
+                procs.signal_group(self.child_pid, signal.SIGKILL)
                 _wait_group_gone(self.child_pid)
             self._close_watchdog()
         if self.settings.env.get(DEBUG_VAR):

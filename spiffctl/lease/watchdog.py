@@ -24,8 +24,8 @@ It runs in a session of its own, so freezing or killing the renewer's process gr
 Run as ``python -I -m spiffctl.lease.watchdog``: isolated mode ignores ``PYTHONPATH``, the user's
 site-packages and the working directory, which are meant for the script (it inherits our
 environment), and finds spiffctl where it is installed. It imports only the standard library and
-the stdlib-only :mod:`spiffctl.lease.clock`, :mod:`spiffctl.lease.messages` and
-:mod:`spiffctl.util.prctl` (tests/test_watchdog.py checks the list).
+the stdlib-only :mod:`spiffctl.lease.clock`, :mod:`spiffctl.lease.messages`, :mod:`spiffctl.util.prctl`
+and :mod:`spiffctl.util.procs` (tests/test_watchdog.py checks the list).
 """
 
 from __future__ import annotations
@@ -37,36 +37,17 @@ import select
 import signal
 import subprocess
 import sys
-import time
 
 from spiffctl.lease import messages
 from spiffctl.lease.clock import now
 from spiffctl.lease.messages import Exited, Failed, Fence, Go, How, Loaded, LoadFailed, Started, Stop
-from spiffctl.util import prctl
+from spiffctl.util import prctl, procs
 
 INF = float("inf")
 
-GROUP_GONE_WAIT = 2.0  # after SIGKILL, how long to wait for the group to be reaped
 # Wake up at least this often: select() sleeps on CLOCK_MONOTONIC, which stops while the host is
 # suspended, so after a resume a deadline on CLOCK_BOOTTIME is noticed within this time.
 MAX_SLEEP = 0.5
-
-
-def _killpg(pgid: int, sig: int) -> bool:
-    """Signal the group; False when no process of it is left."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # a member changed uid; it still exists
-    return True
-
-
-def shell_code(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 class Watchdog:
@@ -173,18 +154,18 @@ class Watchdog:
             if pid == 0:
                 return
             if pid == self.pid and self.code is None:
-                self.code = shell_code(status)
+                self.code = procs.exit_code(status)
 
     def enforce(self) -> None:
         t = now()
         if not self.killed and t >= self.kill_at():
             # Past the deadline SIGTERM is pointless: the lease may already be someone else's.
             self._cause()
-            _killpg(self.pid, signal.SIGKILL)
+            procs.signal_group(self.pid, signal.SIGKILL)
             self.killed = True
         elif not self.termed and t >= self.term_at():
             self._cause()
-            _killpg(self.pid, signal.SIGTERM)
+            procs.signal_group(self.pid, signal.SIGTERM)
             self.termed = True
 
     def _cause(self) -> None:
@@ -194,17 +175,8 @@ class Watchdog:
     def finish(self) -> int:
         """The leader exited: make sure nothing of its group survives, then report."""
         assert self.code is not None
-        if _killpg(self.pid, 0):
-            _killpg(self.pid, signal.SIGTERM)
-            end = min(now() + self.term_grace, self.fence)  # fence may be INF: a warm child never told to go
-            while now() < end and _killpg(self.pid, 0):
-                self.reap()
-                time.sleep(0.02)
-            if _killpg(self.pid, signal.SIGKILL):
-                end = now() + GROUP_GONE_WAIT
-                while now() < end and _killpg(self.pid, 0):
-                    self.reap()
-                    time.sleep(0.01)
+        grace = min(self.term_grace, self.fence - now())  # fence may be INF: a warm child never told to go
+        procs.stop_group(self.pid, grace, reap=self.reap, clock=now)
         self.report(Exited(self.code, self.how))
         return self.code
 

@@ -22,13 +22,10 @@ from spiffctl.config.settings import Endpoint
 from spiffctl.databases.dbapi import RevisionError
 from spiffctl.probes import Status
 from spiffctl.schema import graph as migrations
-from spiffctl.util import bounded
+from spiffctl.util import bounded, poll
 from spiffctl.util.errors import CONFIG, SpiffctlError, UnavailableError
 from spiffctl.wait import Say, describe, waiting_event
 
-# Between two reads while waiting: a replica starts within this of the schema reaching head.
-POLL = 0.25
-PROGRESS_EVERY = 5.0
 READ_TIMEOUT = 5.0
 TIMEOUT_VAR = variables.MIGRATION_TIMEOUT
 
@@ -67,6 +64,14 @@ def unknown_revision(state: SchemaState) -> SpiffctlError:
         f"the database is at revision {state.revision}, which this image's migrations (head {state.head}) do not "
         "contain: a newer version of the backend migrated it; run that version's image (waiting would never end)",
         CONFIG,
+    )
+
+
+def unreadable(endpoint: Endpoint, detail: str) -> UnavailableError:
+    """A revision that waiting cannot make readable (permission denied, for one)."""
+    return UnavailableError(
+        f"cannot read the schema revision of the {describe(endpoint)}: {detail}; "
+        f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
     )
 
 
@@ -155,37 +160,32 @@ def wait_for_head(
 
     ``waiting`` is told what we wait for (for ``spiffctl status``) at every progress line.
     """
-    started = time.monotonic()
     reader = RevisionReader(endpoint)
-    last_progress = 0.0
+
+    def attempt() -> SchemaState | poll.Pending[str]:
+        try:
+            state = state_of(graph, reader.read())
+        except Unreadable as e:
+            if e.permanent:
+                raise unreadable(endpoint, e.detail) from None
+            return poll.Pending(f"cannot read the revision ({e.detail})")
+        if not state.known:
+            raise unknown_revision(state)
+        return state if state.at_head else poll.Pending(state.describe())
+
+    def progress(what: str, waited: float) -> None:
+        line = f"waiting for the schema: {what}; {migration_holder(endpoint)} ({waited:.0f} s)"
+        say(waiting_event(line, "schema", waited, what))
+        waiting(f"the schema: {what}")
+
+    def timed_out(what: str, waited: float) -> UnavailableError:
+        return UnavailableError(
+            f"the schema is not at head after {timeout:g} s: {what}; {migration_holder(endpoint)}; "
+            f"raise {TIMEOUT_VAR} if a long migration is still running"
+        )
+
     try:
-        while True:
-            try:
-                state: SchemaState | None = state_of(graph, reader.read())
-                problem = ""
-            except Unreadable as e:
-                if e.permanent:
-                    raise UnavailableError(
-                        f"cannot read the schema revision of the {describe(endpoint)}: {e.detail}; "
-                        f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
-                    ) from None
-                state, problem = None, e.detail
-            if state is not None and state.at_head:
-                return state
-            if state is not None and not state.known:
-                raise unknown_revision(state)
-            now = time.monotonic()
-            what = state.describe() if state is not None else f"cannot read the revision ({problem})"
-            if now - started >= timeout:
-                raise UnavailableError(
-                    f"the schema is not at head after {timeout:g} s: {what}; {migration_holder(endpoint)}; "
-                    f"raise {TIMEOUT_VAR} if a long migration is still running"
-                )
-            if now - last_progress >= PROGRESS_EVERY:
-                last_progress = now
-                line = f"waiting for the schema: {what}; {migration_holder(endpoint)} ({now - started:.0f} s)"
-                say(waiting_event(line, "schema", now - started, what))
-                waiting(f"the schema: {what}")
-            time.sleep(POLL)
+        # At once: a replica waiting for another's upgrade says so before the first cadence.
+        return poll.until(attempt, poll.Poll(timeout, report_at_once=True), progress=progress, timed_out=timed_out)
     finally:
         reader.close()

@@ -43,10 +43,10 @@ from spiffctl.databases.sessions import SessionLock
 from spiffctl.roles import Need, Role
 from spiffctl.schema import graph as migrations
 from spiffctl.schema import revision as schema
-from spiffctl.util import prctl
+from spiffctl.util import poll, prctl, procs
 from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
 from spiffctl.util.redact import Redactor, redact_urls_in_bytes
-from spiffctl.wait import Say, describe, waiting_event
+from spiffctl.wait import Say, waiting_event
 
 UPGRADE_DB = P + "UPGRADE_DB"
 DOWNGRADE_DB = P + "DOWNGRADE_DB"
@@ -145,10 +145,7 @@ def _read(
     try:
         revision = reader.read()
     except schema.Unreadable as e:
-        raise UnavailableError(
-            f"cannot read the schema revision of the {describe(endpoint)}: {e.detail}; "
-            f"the database user needs SELECT on alembic_version (check {endpoint.variable})"
-        ) from None
+        raise schema.unreadable(endpoint, e.detail) from None
     if graph is None:
         return None
     state = schema.state_of(graph, revision)
@@ -168,33 +165,43 @@ def _acquire(
 ) -> SessionLock | None:
     """The lock, or ``None`` when the schema reached head while we waited for it."""
     lock = databases.of(endpoint).open_lock(endpoint, LOCK, schema.READ_TIMEOUT)
-    started = time.monotonic()
-    last_progress = started
+
+    def attempt() -> SessionLock | poll.Pending[str] | None:
+        if lock.try_acquire():
+            return lock
+        state = _read(reader, graph, endpoint)
+        if state is not None and state.at_head:
+            say(f"schema {state.describe()}: another replica applied the upgrade while this one waited")
+            lock.close()
+            return None
+        return poll.Pending(state.describe() if state is not None else "revision unknown")
+
+    def holder() -> str:
+        return lock.holder() or "a replica that is letting it go"
+
+    def progress(where: str, waited: float) -> None:
+        by = holder()
+        say(
+            waiting_event(
+                f"waiting for the migration lock, held by {by} ({where}, {waited:.0f} s)",
+                "migration lock",
+                waited,
+                f"held by {by}",
+            )
+        )
+        waiting(f"the migration lock, held by {by}")
+
+    def timed_out(where: str, waited: float) -> UnavailableError:
+        return UnavailableError(
+            f"the migration lock is still held by {holder()} after {timeout:g} s ({where}); check that "
+            f"replica, or raise {schema.TIMEOUT_VAR} if its migration is just long"
+        )
+
     try:
-        while not lock.try_acquire():
-            state = _read(reader, graph, endpoint)
-            if state is not None and state.at_head:
-                say(f"schema {state.describe()}: another replica applied the upgrade while this one waited")
-                lock.close()
-                return None
-            now = time.monotonic()
-            if now - started >= timeout or now - last_progress >= schema.PROGRESS_EVERY:
-                holder = lock.holder() or "a replica that is letting it go"
-                where = state.describe() if state is not None else "revision unknown"
-                if now - started >= timeout:
-                    raise UnavailableError(
-                        f"the migration lock is still held by {holder} after {timeout:g} s ({where}); check that "
-                        f"replica, or raise {schema.TIMEOUT_VAR} if its migration is just long"
-                    )
-                text = f"waiting for the migration lock, held by {holder} ({where}, {now - started:.0f} s)"
-                say(waiting_event(text, "migration lock", now - started, f"held by {holder}"))
-                waiting(f"the migration lock, held by {holder}")
-                last_progress = now
-            time.sleep(schema.POLL)
+        return poll.until(attempt, poll.Poll(timeout), progress=progress, timed_out=timed_out)
     except BaseException:
         lock.close()
         raise
-    return lock
 
 
 def _run(backend_dir: Path, env: Mapping[str, str], lock: SessionLock, *, say: Say, redactor: Redactor) -> None:
@@ -231,7 +238,7 @@ def _run(backend_dir: Path, env: Mapping[str, str], lock: SessionLock, *, say: S
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    code = 128 - status if status < 0 else status
+    code = procs.shell_code(status)
     if status == 0:
         return
     applying = f" while applying {last[0] or '(empty)'} -> {last[1]}" if last else " before applying any revision"
