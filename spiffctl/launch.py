@@ -16,7 +16,7 @@ from typing import NoReturn
 from spiffctl import log
 from spiffctl.config.settings import Settings, role_problems
 from spiffctl.roles import CHILD_ENV_DEFAULTS, SCHEDULER_IN_APP, Role, overrides
-from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigProblems, SpiffctlError
+from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, ConfigProblems, SpiffctlError, cannot_execute
 from spiffctl.wait import Say
 
 
@@ -75,4 +75,4 @@ def exec_script(script: Path, cwd: Path, env: Mapping[str, str], args: tuple[str
         os.execve(script, [str(script), *args], env)
     except OSError as e:
         code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
-        raise SpiffctlError(f"cannot execute {script}: {e.strerror} (check its #! line)", code) from None
+        raise SpiffctlError(cannot_execute(script, e.strerror or str(e)), code) from None

@@ -54,7 +54,7 @@ from spiffctl.config.settings import Endpoint
 from spiffctl.databases import dbapi, server, sessions
 from spiffctl.databases.server import ServerLock
 from spiffctl.databases.sessions import Acquisition
-from spiffctl.lease.stores import Holder
+from spiffctl.lease.stores import Holder, released_cleanly
 from spiffctl.probes import Outcome, classify_exception, classify_text
 
 # libpq reports connection failures as text (sqlstate is unset before the session exists). Wrong
@@ -270,7 +270,7 @@ def judge(events: list[tuple[str, int]], holders: set[int]) -> tuple[bool, str]:
     if what == "released":
         acquirers = {p for payload, p in events if payload.startswith("acquired ")}
         if pid in holders | acquirers:
-            return True, f"epoch {epoch} was released cleanly"
+            return True, released_cleanly(epoch)
         return False, f"a release of epoch {epoch} came from a session never seen holding the lease (by hand?)"
     return False, f"the session of epoch {epoch} ended without releasing the lease"
 

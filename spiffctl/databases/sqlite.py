@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from spiffctl.config.settings import Endpoint
 from spiffctl.databases import dbapi, sessions
 from spiffctl.databases.sessions import Acquisition
-from spiffctl.lease.stores import Holder
+from spiffctl.lease.stores import Holder, released_cleanly
 from spiffctl.probes import Outcome, classify_exception, ok, permanent, transient
 
 
@@ -216,7 +216,7 @@ class SQLiteSession:
         self._write({**self._ours(), "since": time.time()})
         self.held = True
         if last.get("state") == "released":
-            return Acquisition(self.epoch, True, f"epoch {previous} was released cleanly")
+            return Acquisition(self.epoch, True, released_cleanly(previous))
         if not last:
             return Acquisition(
                 self.epoch, False, f"{self.path} records no earlier holder (first use, or deleted or emptied by hand)"

@@ -25,6 +25,11 @@ def internal_error(detail: str) -> str:
     return f"internal error: {detail} (set {DEBUG_VAR}=1 for a traceback)"
 
 
+def cannot_execute(path: object, reason: str) -> str:
+    """The line for a script or interpreter the kernel would not execute (run's exec, the lease's child)."""
+    return f"cannot execute {path}: {reason} (check its #! line)"
+
+
 class SpiffctlError(Exception):
     """A failure the operator can act on: one line of text and the exit code to leave with.
 

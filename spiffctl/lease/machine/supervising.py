@@ -28,7 +28,7 @@ from spiffctl.lease.machine.io import (
     WatchdogGone,
 )
 from spiffctl.lease.messages import Exited, Failed, Fence, How, Loaded, LoadFailed, Started, Stop
-from spiffctl.util.errors import SOFTWARE, internal_error
+from spiffctl.util.errors import SOFTWARE, cannot_execute, internal_error
 
 if TYPE_CHECKING:
     from spiffctl.lease.machine.common import State
@@ -114,7 +114,7 @@ def _report(setup: Setup, s: Supervising, event: Event, now: float, out: list[Ac
             return releasing.release(common, s.lease.epoch, None, Then(say=None), out)
         case Failed(code=code, reason=reason):
             # The script could not be executed: nothing ran, so release, then exit with the shell's code.
-            error = f"cannot execute {setup.names.script_path}: {reason} (check its #! line)"
+            error = cannot_execute(setup.names.script_path, reason)
             return releasing.release(s.common, s.lease.epoch, None, Then(say=None, code=code, error=error), out)
         case WatchdogGone():
             return _watchdog_gone(setup, s, out)

@@ -46,6 +46,11 @@ def format_wall(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
+def released_cleanly(epoch: int | str) -> str:
+    """Why a grant is proven: the previous lease's holder released it after its script exited."""
+    return f"epoch {epoch} was released cleanly"
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds the lease now, as recorded at acquisition (``epoch`` 0 when no record matches)."""

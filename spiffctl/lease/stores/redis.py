@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spiffctl.lease import clock
-from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal
+from spiffctl.lease.stores import Grant, Holder, LeaseLost, StoreOutage, StoreRefusal, released_cleanly
 from spiffctl.lease.timing import local_deadline
 from spiffctl.probes import Status
 from spiffctl.probes import redis as probe
@@ -408,7 +408,7 @@ class Previous:
         if not self.epoch:
             return False, "no record of a previous lease in this Redis (first use, Redis lost its data, or deleted)"
         if self.released == self.epoch:
-            return True, f"epoch {self.epoch} was released cleanly"
+            return True, released_cleanly(self.epoch)
         if not self.run_id or self.run_id != run_id:
             return False, f"epoch {self.epoch} was recorded by an earlier Redis process (Redis restarted since)"
         if not self.expires.isdigit():
