@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn, Protocol
@@ -16,6 +15,7 @@ from typing import Annotated, NoReturn, Protocol
 import typer
 
 from spiffctl import __version__, log
+from spiffctl.commands import exits
 from spiffctl.config import variables
 from spiffctl.roles import ALL, ROLE_NAMES
 from spiffctl.util import bounded, numbers
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         code = command.main(args=args, prog_name="spiffctl", standalone_mode=False)
     except SpiffctlError as e:
-        scrub = _scrubber()
-        for line in e.message.splitlines():
-            log.say(scrub(line), level="ERROR")
-        code = e.exit_code
+        code = exits.refused(e)
     except KeyboardInterrupt:
         code = 130
     except Exception as e:
@@ -220,20 +217,15 @@ def _framework_error(e: Exception) -> int:
         where = ctx.command_path if ctx is not None else "spiffctl"
         blamed = _bad_variable(e, ctx)
         if blamed:
-            print(f"spiffctl: {_scrubber()(blamed)}", file=sys.stderr)
+            print(f"spiffctl: {exits.scrubber()(blamed)}", file=sys.stderr)
             return CONFIG
         param = getattr(e, "param", None)
         if param is not None and getattr(param, "opts", None):
             e.param_hint = list(param.opts)  # type: ignore[attr-defined]  # the flag only: it was the flag
-        message = _scrubber()(" ".join(e.format_message().split()))
+        message = exits.scrubber()(" ".join(e.format_message().split()))
         log.say(f"{message} (see {where} --help)", level="ERROR")
         return int(e.exit_code)
-    from spiffctl.util.errors import DEBUG_VAR, SOFTWARE, internal_error
-
-    if os.environ.get(DEBUG_VAR):
-        raise e
-    log.say(internal_error(f"{type(e).__name__}: {_scrubber()(str(e))}"), level="ERROR")
-    return SOFTWARE
+    return exits.crashed(e)
 
 
 def _bad_variable(e: Exception, ctx: Sourced | None) -> str:
@@ -245,11 +237,3 @@ def _bad_variable(e: Exception, ctx: Sourced | None) -> str:
     variable = variables.BY_NAME.get(name)
     problem = variable.judge(os.environ.get(name, "")) if variable else None
     return str(problem) if problem else ""
-
-
-def _scrubber() -> Callable[[str], str]:
-    """Every line spiffctl prints on the way out passes here: messages are redacted where they
-    are made, and this is the net under them (a value quoted by a library, a missed path)."""
-    from spiffctl.util.redact import Redactor
-
-    return Redactor.for_env(os.environ)
