@@ -9,7 +9,8 @@ all of it and leaves the schema to the script.
 
 For a single role the script replaces spiffctl (same PID, so the orchestrator's signals reach the
 backend directly). The Background role is the exception when the lease is on: spiffctl stays as
-the script's parent to renew the lease and fence the script (see :mod:`spiffctl.lease.guard`).
+the script's parent to renew the lease and fence the script (see :mod:`spiffctl.lease.guard`), in
+a lean interpreter it execs once the checks are done (:mod:`spiffctl.lease.resident`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
                 gate.start_after(settings, schema_timeout, say=say, waiting=state.set_waiting)
         state.done_waiting()
     state.remember_role(role.name)
+    if lease is not None and lease.enabled:
+        from spiffctl.lease import resident
+
+        resident.hand_over(settings, role)
     if lease is not None:
         guard.run_singleton(settings, lease, role, script, env, say=say, start=start)
         if start is not None and start.warm:
