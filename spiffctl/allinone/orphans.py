@@ -10,21 +10,55 @@ death as the end of that pipe, which no signal and no thread can miss. Then it s
 it knows as supervisord would: SIGTERM, SIGKILL after the grace. On a normal end supervisord says
 ``done`` first and the watcher just exits.
 
-The watcher is this file run by ``python -I -S`` (standard library only, a few MB), in
-supervisord's process group; it ignores the terminal's and the engine's signals, which are
-supervisord's to handle: it ends with the pipe.
+The watcher is a few lines of POSIX sh (:data:`WATCHER`, ~1 MB resident where a Python watcher
+took 11 MB), in supervisord's process group, the pipe as its standard input; it ignores the
+terminal's and the engine's signals, which are supervisord's to handle: it ends with the pipe.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import signal
 import subprocess
-import sys
-import time
 
 DONE = b"done"
 POLL = 0.05
+SHELL = "/bin/sh"
+
+# $1: the grace in hundredths of a second. A group is "+PGID" or "-PGID" on a line of its own;
+# "done" ends the watcher quietly, the end of the pipe stops the groups it knows. The clock is
+# /proc/uptime (hundredths, monotonic), polled every POLL s. A group with no process left is
+# forgotten before SIGKILL (its number may be reused); `kill -- PGID` as well as `-- -PGID`
+# reaches a program killed before its setpgrp.
+WATCHER = r"""
+trap '' INT TERM HUP QUIT
+groups=
+while read -r word || [ -n "$word" ]; do
+    case $word in
+        done) exit 0 ;;
+        [+-]*[!0-9]* | [+-]) ;;
+        +*) case " $groups " in *" ${word#+} "*) ;; *) groups="$groups ${word#+}" ;; esac ;;
+        -*) kept=
+            for g in $groups; do [ "$g" = "${word#-}" ] || kept="$kept $g"; done
+            groups=$kept ;;
+    esac
+    word=
+done
+[ -n "$groups" ] || exit 0
+now() { read -r up _ < /proc/uptime; echo $(( ${up%.*} * 100 + 1${up#*.} - 100 )); }
+signal_all() { for g in $groups; do kill -s "$1" -- "-$g" "$g" 2>/dev/null; done; }
+alive() {
+    left=
+    for g in $groups; do kill -s 0 -- "-$g" 2>/dev/null && left="$left $g"; done
+    groups=$left
+    [ -n "$groups" ]
+}
+signal_all TERM
+deadline=$(( $(now) + $1 ))
+while alive && [ "$(now)" -lt "$deadline" ]; do sleep POLL; done
+alive && signal_all KILL
+echo "spiffctl: supervisord died; its roles were stopped" >&2
+""".replace("POLL", str(POLL))
 
 
 class Guard:
@@ -33,12 +67,11 @@ class Guard:
     def __init__(self, stop_grace: float) -> None:
         read, self.fd = os.pipe()
         os.set_inheritable(self.fd, False)
-        self.process = subprocess.Popen(
-            [sys.executable or "python3", "-I", "-S", __file__, str(read), str(stop_grace)],
-            pass_fds=(read,),
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(read)
+        hundredths = str(math.ceil(stop_grace * 100))
+        try:
+            self.process = subprocess.Popen([SHELL, "-c", WATCHER, "spiffctl-orphans", hundredths], stdin=read)
+        finally:
+            os.close(read)
 
     def adopt(self, pgid: int) -> None:
         self._send(b"+%d" % pgid)
@@ -65,61 +98,3 @@ class Guard:
             os.write(self.fd, word + b"\n")
         except OSError:
             pass  # the watcher is gone: the roles lose this safety net, supervision goes on
-
-
-def listen(fd: int) -> set[int] | None:
-    """The groups alive when supervisord died, or ``None`` when it said it was done."""
-    groups: set[int] = set()
-    with os.fdopen(fd, "rb") as pipe:
-        for line in pipe:
-            word = line.strip()
-            if word == DONE:
-                return None
-            if word[:1] in (b"+", b"-") and word[1:].isdigit():
-                (groups.add if word[:1] == b"+" else groups.discard)(int(word[1:]))
-    return groups
-
-
-def alive(pgid: int) -> bool:
-    # Like lease.guard's check, not imported: this file runs with the standard library only.
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def signal_all(groups: set[int], sig: int) -> None:
-    for pgid in groups:
-        for send in (os.killpg, os.kill):  # os.kill: a program killed before its setpgrp
-            try:
-                send(pgid, sig)
-            except OSError:
-                pass
-
-
-def stop(groups: set[int], grace: float) -> None:
-    signal_all(groups, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(alive(g) for g in groups) and time.monotonic() < deadline:
-        time.sleep(POLL)
-    signal_all({g for g in groups if alive(g)}, signal.SIGKILL)
-
-
-def main(argv: list[str]) -> int:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
-    groups = listen(int(argv[1]))
-    if groups:
-        stop(groups, float(argv[2]))
-        try:
-            os.write(2, b"spiffctl: supervisord died; its roles were stopped\n")
-        except OSError:
-            pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
