@@ -11,7 +11,7 @@ state machine's. This module performs its actions and turns the world into its e
 
 * store calls (:class:`~spiffctl.lease.stores.Store`): the answer, :class:`~spiffctl.lease.stores.StoreOutage`
   or :class:`~spiffctl.lease.stores.StoreRefusal` become the next event, delivered at once;
-* the watchdog (:mod:`spiffctl.lease.watchdog`): started with ``python -I -m``, driven over a control
+* the watchdog (:mod:`spiffctl.lease.watchdog`): started with ``python -I -S`` (:data:`WATCHDOG`), driven over a control
   pipe, heard over a report pipe, both carrying :mod:`spiffctl.lease.messages`;
 * SIGTERM/SIGINT: recorded by the handler, woken up through ``signal.set_wakeup_fd``;
 * time: ``select`` sleeps until the machine's :meth:`~spiffctl.lease.machine.Machine.wakeup`
@@ -99,6 +99,16 @@ EPOCH_VAR = "SPIFFCTL_LEASE_EPOCH"
 # suspended, while every deadline is on CLOCK_BOOTTIME (see spiffctl.lease.clock).
 MAX_SLEEP = 0.5
 WATCHDOG_EXIT_WAIT = 5.0  # the watchdog exits right after its last report; SIGKILL it after this
+# Isolated and without site (-S: no .pth files, a smaller resident process); it imports the
+# standard library and spiffctl, found where this copy of spiffctl is, after the standard library.
+WATCHDOG = (
+    sys.executable,
+    "-I",
+    "-S",
+    "-c",
+    f"import sys; sys.path.append({str(Path(__file__).resolve().parents[2])!r}); "
+    "from spiffctl.lease.watchdog import main; sys.exit(main(sys.argv[1:]))",
+)
 
 
 def state_path(env: Mapping[str, str] | None = None) -> Path:
@@ -382,10 +392,7 @@ class Guard:
         control_r, control_w = os.pipe()
         report_r, report_w = os.pipe()
         cmd = [
-            sys.executable,
-            "-I",
-            "-m",
-            "spiffctl.lease.watchdog",
+            *WATCHDOG,
             "--control",
             str(control_r),
             "--report",

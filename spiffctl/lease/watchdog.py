@@ -21,9 +21,10 @@ It runs in a session of its own, so freezing or killing the renewer's process gr
 ``kill -STOP -PGID``) never reaches it. It is a child subreaper, so grandchildren orphaned by
 ``uv run`` are reparented to it and reaped rather than left as zombies in the group.
 
-Run as ``python -I -m spiffctl.lease.watchdog``: isolated mode ignores ``PYTHONPATH``, the user's
-site-packages and the working directory, which are meant for the script (it inherits our
-environment), and finds spiffctl where it is installed. It imports only the standard library and
+Run by :data:`spiffctl.lease.guard.WATCHDOG` (``python -m spiffctl.lease.watchdog`` works too):
+isolated mode ignores ``PYTHONPATH``, the user's site-packages and the working directory, which are
+meant for the script (it inherits our environment); ``-S`` skips site and its ``.pth`` files, and
+spiffctl is found where the guard's copy is installed. It imports only the standard library and
 the stdlib-only :mod:`spiffctl.lease.clock`, :mod:`spiffctl.lease.messages`, :mod:`spiffctl.util.prctl`
 and :mod:`spiffctl.util.procs` (tests/test_watchdog.py checks the list).
 """

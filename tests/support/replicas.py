@@ -137,7 +137,8 @@ class Replica:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(arg.endswith(b"/warm.py") for arg in argv) and b"spiffctl.lease.watchdog" not in argv:
+            watchdog = any(b"spiffctl.lease.watchdog" in arg for arg in argv)
+            if any(arg.endswith(b"/warm.py") for arg in argv) and not watchdog:
                 found.append(pid)
         return found
 
