@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import select
 import time
-from dataclasses import dataclass, field
 
 # What a slow reader may fall behind by before lines are dropped (per descriptor).
 MAX_BUFFER = 256 * 1024
@@ -25,12 +24,13 @@ CHUNK = select.PIPE_BUF
 FINISH_WAIT = 0.5
 
 
-@dataclass
 class Outlet:
-    fd: int
-    buffer: bytearray = field(default_factory=bytearray)
-    dropped_bytes: int = 0
-    dropped_lines: int = 0
+    # not a dataclass: PID 1 (supervisord) imports this module, and dataclasses costs it ~1 MB
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.dropped_bytes = 0
+        self.dropped_lines = 0
 
     def write(self, data: bytes) -> None:
         self.pump()

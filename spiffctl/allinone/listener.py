@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from supervisor import events
@@ -57,13 +56,14 @@ KILLED = procs.died_of(signal.SIGKILL)
 STOP_TICK = 0.1
 
 
-@dataclass
 class Outcome:
     """How the run ends: set once, by the first failure (or by a kill at stop)."""
 
-    code: int = 0
-    role: str = ""
-    message: str = ""
+    # not a dataclass: PID 1 (supervisord) imports this module, and dataclasses costs it ~1 MB
+    def __init__(self) -> None:
+        self.code = 0
+        self.role = ""
+        self.message = ""
 
 
 # Read by spiffctl.allinone.pid1 after supervisord returns (same process). A reload (SIGHUP) creates a new

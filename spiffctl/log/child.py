@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import json.encoder
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
 
 from spiffctl.allinone.logprefix import LinePrefixer, write_all
@@ -79,13 +78,14 @@ def split(text: str, budget: int) -> list[str]:
     return pieces
 
 
-@dataclass(frozen=True)
 class _Envelope:
     """What one chunk's lines are written with: the role, the stream and the chunk's time."""
 
-    role: str
-    channel: str
-    stamp: str  # one per chunk: the lines of a chunk arrived together
+    # not a dataclass: PID 1 (supervisord) imports this module, and dataclasses costs it ~1 MB
+    def __init__(self, role: str, channel: str, stamp: str) -> None:
+        self.role = role
+        self.channel = channel
+        self.stamp = stamp  # one per chunk: the lines of a chunk arrived together
 
     @cached_property
     def head(self) -> bytes:

@@ -19,8 +19,7 @@ when it can be found safely, the host part.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from spiffctl.util import paths
@@ -53,15 +52,14 @@ class URLError(ValueError):
     """A URL that its consumer cannot read. The message never quotes the URL."""
 
 
-@dataclass(frozen=True)
-class URL:
+class URL(NamedTuple):  # not a dataclass: PID 1 (supervisord) redacts URLs, and dataclasses costs it ~1 MB
     scheme: str  # as written, with its "+driver" if any: "postgresql+psycopg2"
     username: str | None  # percent-decoded
     password: str | None  # percent-decoded
     host: str | None
     port: int | None
     path: str  # the database name for SQLAlchemy URIs (no leading "/"); the raw path otherwise
-    query: tuple[tuple[str, str], ...] = field(default=())
+    query: tuple[tuple[str, str], ...] = ()
     netloc_end: int = 0  # index in the raw text where userinfo + host + port end (for display)
 
     @property
