@@ -149,3 +149,31 @@ def test_two_all_in_ones_started_at_once_on_one_run_folder_one_is_refused_with_7
     finally:
         for r in runs:
             r.cleanup()
+
+
+def test_the_orphan_watcher_is_no_python_and_stops_the_groups_it_was_told_of():
+    """POSIX sh, not a second interpreter: the end of its pipe still stops every group it knows,
+    SIGKILL after the grace for one that ignores SIGTERM; a group dropped or never valid is left alone."""
+    from spiffctl.allinone import orphans
+
+    polite = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 60 & wait; sleep 60"], start_new_session=True)
+    dropped = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    watcher = orphans.Guard(0.5)
+    try:
+        assert b"python" not in Path(f"/proc/{watcher.process.pid}/maps").read_bytes().lower()
+        for p in (polite, stubborn, dropped):
+            watcher.adopt(p.pid)
+        watcher.drop(dropped.pid)
+        watcher._send(b"+12x")
+        time.sleep(0.3)
+        started = time.monotonic()
+        os.close(watcher.fd)  # supervisord's end of the pipe, as when it dies
+        assert watcher.process.wait(5) == 0
+        assert 0.4 < time.monotonic() - started < 3
+        assert polite.wait(1) == -signal.SIGTERM and stubborn.wait(1) == -signal.SIGKILL
+        assert dropped.poll() is None
+    finally:
+        for p in (polite, stubborn, dropped):
+            p.kill()
+            p.wait()

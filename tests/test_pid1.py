@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -155,3 +157,14 @@ def test_supervisords_own_words_are_json_lines_in_json_mode(tmp_path: Path, fmt:
     said = [line for line in lines if line["role"] == "supervisord"]
     assert said[0]["message"] == "Error: not a valid boolean value: 'maybe'" and said[0]["stream"] == "stderr"
     assert lines[-1]["level"] == "ERROR" and lines[-1]["message"] == f"supervisord refused {conf} (exit 2)"
+
+
+def test_pid1_does_not_import_dataclasses():
+    """A module-level import cost PID 1 about 1 MB for the whole run (bench/allinone.py P7)."""
+    code = (
+        "import sys; import supervisor.supervisord, supervisor.rpcinterface, supervisor.xmlrpc, supervisor.http; "
+        "import spiffctl.allinone.pid1, spiffctl.allinone.listener, spiffctl.log.child; "
+        "print('dataclasses' in sys.modules, 'typer' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

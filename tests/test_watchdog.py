@@ -197,3 +197,11 @@ def test_isolated_from_the_script_s_python_path(tmp_path, dogs):
     assert dog.reports()[1:] == [Exited(0, How.OWN)]
     assert (tmp_path / "seen").read_text().strip() == str(shadow.parent)  # the script still gets it
     wait_until(lambda: dog.proc.poll() is not None, timeout=5)
+
+
+def test_the_guard_starts_the_watchdog_without_site_and_it_finds_spiffctl():
+    from spiffctl.lease.guard import WATCHDOG
+
+    assert "-S" in WATCHDOG
+    result = subprocess.run([*WATCHDOG, "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "spiffctl-watchdog" in result.stdout, result.stderr
