@@ -32,7 +32,6 @@ machine both import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from enum import Enum
 
 TYPE_CHECKING = False  # not typing's: the watchdog never imports typing (a smaller process to keep around)
@@ -50,64 +49,113 @@ class How(Enum):
     FENCED = "fenced"  # the fence's deadline passed (or came too close to start it)
 
 
-@dataclass(frozen=True)
-class Fence:
-    TAG = "fence"  # not annotated: a class attribute, not a field
+class _Message:
+    """A frozen record compared by kind and fields, as a frozen dataclass would be. Not one: the
+    watchdog imports this module, and ``dataclasses`` (with ``inspect``) would cost it ~1.5 MB."""
+
+    TAG = ""
+    __slots__: tuple[str, ...] = ()  # the fields, in wire order
+
+    def __init__(self, *values: object) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self.__slots__, self._values(), strict=True))
+        return f"{type(self).__name__}({shown})"
+
+
+class Fence(_Message):
+    TAG = "fence"
+    __slots__ = ("until",)
     until: float
 
+    def __init__(self, until: float) -> None:
+        super().__init__(until)
 
-@dataclass(frozen=True)
-class Stop:
-    TAG = "stop"  # not annotated: a class attribute, not a field
+
+class Stop(_Message):
+    TAG = "stop"
+    __slots__ = ("grace",)
     grace: float
 
+    def __init__(self, grace: float) -> None:
+        super().__init__(grace)
 
-@dataclass(frozen=True)
-class Go:
+
+class Go(_Message):
     """A warm child may start the scheduler: the lease (epoch ``epoch``) is valid until ``until``.
 
     The watchdog arms its fence at ``until`` first, then passes ``go`` on, unless the fence's
     SIGTERM time has already come (then the fence kills the child instead)."""
 
-    TAG = "go"  # not annotated: a class attribute, not a field
+    TAG = "go"
+    __slots__ = ("until", "epoch")  # noqa: RUF023  # wire order
     until: float
     epoch: int
 
+    def __init__(self, until: float, epoch: int) -> None:
+        super().__init__(until, epoch)
 
-@dataclass(frozen=True)
-class Loaded:
+
+class Loaded(_Message):
     """The warm child created the app; it waits for ``go``."""
 
-    TAG = "loaded"  # not annotated: a class attribute, not a field
+    TAG = "loaded"
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class LoadFailed:
+class LoadFailed(_Message):
     """The warm child could not create the app (``unusable``: an entry point cannot be imported)."""
 
-    TAG = "loadfailed"  # not annotated: a class attribute, not a field
+    TAG = "loadfailed"
+    __slots__ = ("unusable", "reason")  # noqa: RUF023  # wire order
     unusable: bool
     reason: str
 
+    def __init__(self, unusable: bool, reason: str) -> None:
+        super().__init__(unusable, reason)
 
-@dataclass(frozen=True)
-class Started:
-    TAG = "started"  # not annotated: a class attribute, not a field
+
+class Started(_Message):
+    TAG = "started"
+    __slots__ = ("pid",)
     pid: int
 
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
 
-@dataclass(frozen=True)
-class Exited:
-    TAG = "exited"  # not annotated: a class attribute, not a field
+
+class Exited(_Message):
+    TAG = "exited"
+    __slots__ = ("code", "how")
     code: int
     how: How
 
+    def __init__(self, code: int, how: How) -> None:
+        super().__init__(code, how)
 
-@dataclass(frozen=True)
-class Failed:
-    TAG = "failed"  # not annotated: a class attribute, not a field
+
+class Failed(_Message):
+    TAG = "failed"
+    __slots__ = ("code", "reason")
     code: int
     reason: str
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
 
 
 Control = Fence | Stop | Go
@@ -133,7 +181,7 @@ def _text(value: object) -> str:
 
 
 def encode(message: Message) -> bytes:
-    parts = [message.TAG, *(_text(getattr(message, f.name)) for f in fields(message))]
+    parts = [message.TAG, *(_text(value) for value in message._values())]
     return (" ".join(parts) + "\n").encode()
 
 
@@ -168,13 +216,14 @@ def decode(line: bytes, kinds: tuple[type[Message], ...]) -> Message:
     if tag not in by_tag:
         raise ProtocolError(f"unexpected message {text[:80]!r}")
     kind = by_tag[tag]
-    wanted = fields(kind)
+    wanted = kind.__slots__
     values = rest.split(" ", len(wanted) - 1) if wanted else []
     if len(values) != len(wanted):
         raise ProtocolError(f"{tag}: expected {len(wanted)} fields, got {text[:80]!r}")
     make: Callable[..., Message] = kind  # each field's parser gives the type its annotation names
     try:
-        return make(**{f.name: _PARSERS[str(f.type)](value) for f, value in zip(wanted, values, strict=True)})
+        types = kind.__annotations__
+        return make(*(_PARSERS[str(types[name])](value) for name, value in zip(wanted, values, strict=True)))
     except ValueError as e:
         raise ProtocolError(f"{tag}: {e}") from None
 
