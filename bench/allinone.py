@@ -43,7 +43,7 @@ SUPERVISING = (
     ("spiffctl-orphans", "orphan watcher"),
     ("spiffctl.lease.watchdog", "lease watchdog"),
     ("spiffctl.lease.resident background", "Background runner (resident)"),
-    ("spiffctl run --role", "runner"),
+    ("spiffctl run --role", "a role's spiffctl runner"),
 )
 
 
@@ -82,7 +82,7 @@ def supervising_name(pid: int) -> str | None:
     line = cmdline(pid)
     for needle, name in SUPERVISING:
         if needle in line:
-            return f"{name} {line.split('--role ')[1].split()[0]}" if name == "runner" else name
+            return name
     return None
 
 
@@ -103,22 +103,11 @@ def wait_for_watchdog(root: int, limit: float = 60) -> None:
     raise SystemExit("the Background never started under the lease")
 
 
-def one_run(
-    tmp: Path,
-    grace: int,
-    ignore_term: bool,
-    measure_memory: bool,
-    stalled: bool = False,
-    kill: bool = False,
-    lease: bool = False,
-) -> tuple[float, dict]:
-    """``stalled``: chatty roles, stdout and stderr pipes nobody reads. ``kill``: SIGKILL, not SIGTERM.
-    ``lease``: the Background under a lease in the shared Redis (a key of its own), not ``SPIFFCTL_LOCK=off``."""
-    run_dir = tmp / "run"
+def run_env(tmp: Path, grace: int, *, ignore_term: bool, measure_memory: bool, stalled: bool, lease: bool) -> dict:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp),
-        "SPIFFCTL_RUN_DIR": str(run_dir),
+        "SPIFFCTL_RUN_DIR": str(tmp / "run"),
         "SPIFFCTL_BACKEND_DIR": str(BACKEND),
         "FLASK_SESSION_SECRET_KEY": "bench-session-key",
         "SPIFFWORKFLOW_BACKEND_BPMN_SPEC_ABSOLUTE_DIR": str(tmp),
@@ -140,6 +129,45 @@ def one_run(
         env["STANDIN_API_IGNORE_TERM"] = "true"
     if stalled:
         env.update(STANDIN_PRINT="chatty " * 150, STANDIN_PRINT_TIMES="2000")
+    return env
+
+
+def wait_running(run_dir: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            infos = process_infos(run_dir)
+            if len(infos) == 3 and all(i["statename"] == "RUNNING" for i in infos):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the roles did not all reach RUNNING")
+
+
+def memory_of(everything: set[int]) -> dict:
+    """PSS and RSS of each supervising process (in :data:`SUPERVISING` order); the roles' PSS in all."""
+    names = {pid: supervising_name(pid) for pid in sorted(everything)}
+    order = [name for _, name in SUPERVISING]
+    found = sorted((pid for pid, name in names.items() if name), key=lambda pid: order.index(str(names[pid])))
+    return {
+        "supervision": {pid: (*rollup_kb(pid), names[pid]) for pid in found},
+        "roles_kb": sum(rollup_kb(pid)[0] for pid, name in names.items() if name is None),
+    }
+
+
+def one_run(
+    tmp: Path,
+    grace: int,
+    ignore_term: bool,
+    measure_memory: bool,
+    stalled: bool = False,
+    kill: bool = False,
+    lease: bool = False,
+) -> tuple[float, dict]:
+    """``stalled``: chatty roles, stdout and stderr pipes nobody reads. ``kill``: SIGKILL, not SIGTERM.
+    ``lease``: the Background under a lease in the shared Redis (a key of its own), not ``SPIFFCTL_LOCK=off``."""
+    env = run_env(tmp, grace, ignore_term=ignore_term, measure_memory=measure_memory, stalled=stalled, lease=lease)
     out = subprocess.PIPE if stalled else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "spiffctl", "run", "--role", "all", *([] if measure_memory else ["--no-wait"])],
@@ -149,30 +177,12 @@ def one_run(
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        infos: list[dict] = []
-        while time.monotonic() < deadline:
-            try:
-                infos = process_infos(run_dir)
-                if len(infos) == 3 and all(i["statename"] == "RUNNING" for i in infos):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the roles did not all reach RUNNING")
+        wait_running(tmp / "run")
         if lease:
             wait_for_watchdog(proc.pid)
         time.sleep(2.0)  # let every role finish its start-up and settle
-        kids = children_map()
-        everything = tree(proc.pid, kids)
-        memory = {}
-        if measure_memory:
-            names = {pid: supervising_name(pid) for pid in sorted(everything)}
-            memory = {
-                "supervision": {pid: (*rollup_kb(pid), name) for pid, name in names.items() if name is not None},
-                "roles_kb": sum(rollup_kb(pid)[0] for pid, name in names.items() if name is None),
-            }
+        everything = tree(proc.pid, children_map())
+        memory = memory_of(everything) if measure_memory else {}
         started = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         while any(pid_alive(pid) for pid in everything):

@@ -6,7 +6,7 @@ PROCESS_STATE events over the listener protocol and calls ``supervisor.shutdown`
 to the same events *inside* supervisord instead, through its documented plugin hook (an
 ``[rpcinterface:spiffctl]`` factory is called with the supervisord object at start):
 
-* no second resident interpreter (against the 60 MB budget), no protocol buffer that
+* no second resident interpreter (against the 45 MB PSS budget), no protocol buffer that
   overflows and drops events, no second or so of listener latency;
 * the exit code stays in this process, where :mod:`spiffctl.allinone.pid1` reads it after supervisord
   returns: no file to write, trust or clean up;

@@ -3,7 +3,7 @@
 Why inside supervisord rather than a prefixing wrapper process per role: supervisord already
 reads every program's stdout and stderr through pipes (it always does), so the prefix costs no
 process, no extra pipe hop and no memory beyond a partial line per stream. A wrapper would cost
-one resident Python interpreter per role (each against the 60 MB budget for supervision),
+one resident Python interpreter per role (each against the 45 MB PSS budget for supervision),
 and it would sit between supervisord and the role: it would have to forward signals, turn a
 signal death into an exit code and survive the process-group kill long enough to report it.
 supervisord hands the chunks it reads to in-process subscribers as ``ProcessLog`` events

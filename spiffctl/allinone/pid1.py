@@ -7,7 +7,7 @@ container) and runs in the foreground, where the container engine's signals reac
   including the one our fail-fast listener triggers. Running its ``main()`` here lets us return
   the code the listener recorded (:data:`spiffctl.allinone.listener.OUTCOME`) when it returns. The other
   way to carry the code out, a thin spiffctl parent above supervisord, costs a second resident
-  interpreter (against the 60 MB budget) and a signal-forwarding layer; here there is one
+  interpreter (against the 45 MB PSS budget) and a signal-forwarding layer; here there is one
   process for all supervision.
 * **A fresh interpreter (exec), not supervisord inside the spiffctl process that checked the
   configuration.** That process holds typer, the database and broker drivers and their

@@ -26,7 +26,7 @@ Wire format: one line per message, ``<tag> <field> ...``, fields in declaration 
 field comes last and may hold spaces. Floats are written with ``repr`` so they come back bit for
 bit; a non-finite float is refused, because a NaN deadline would never be reached.
 
-Stdlib only, no I/O: the watchdog (``python -I -m spiffctl.lease.watchdog``) and the pure state
+Stdlib only, no I/O: the watchdog (``python -I -S``, see :data:`spiffctl.lease.guard.WATCHDOG`) and the pure state
 machine both import it.
 """
 
