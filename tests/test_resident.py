@@ -27,10 +27,10 @@ NEVER = (
     "spiffctl.dblock",
     "spiffctl.allinone",
     "spiffctl.probes.http",
-    "spiffctl.probes.postgres",
-    "spiffctl.probes.mysql",
-    "spiffctl.probes.sqlite",
-    "spiffctl.lease.db_store",
+    "spiffctl.databases.postgres",
+    "spiffctl.databases.mysql",
+    "spiffctl.databases.sqlite",
+    "spiffctl.lease.stores.database",
 )
 
 
@@ -38,7 +38,7 @@ def test_the_resident_runner_with_a_redis_lease_imports_no_cli_probe_or_database
     code = textwrap.dedent(
         """
         import json, sys
-        import spiffctl.lease.resident, spiffctl.lease.redis_store, redis
+        import spiffctl.lease.resident, spiffctl.lease.stores.redis, redis
         print(json.dumps(sorted(sys.modules)))
         """
     )
