@@ -207,12 +207,12 @@ def test_the_guard_starts_the_watchdog_without_site_and_it_finds_spiffctl():
     assert result.returncode == 0 and "spiffctl-watchdog" in result.stdout, result.stderr
 
 
-def test_the_watchdog_loads_neither_dataclasses_nor_typing():
+def test_the_watchdog_loads_no_dataclasses_typing_subprocess_or_argparse():
     """Each would stay resident in the watchdog for the script's whole life (bench/allinone.py P7)."""
     import spiffctl
 
     root = str(Path(spiffctl.__file__).resolve().parents[1])
-    code = "import sys, spiffctl.lease.watchdog; print(sorted({'dataclasses', 'inspect', 'typing'} & set(sys.modules)))"
+    code = "import sys, spiffctl.lease.watchdog; print(sorted({'dataclasses', 'inspect', 'typing', 'subprocess', 'threading', 'argparse'} & set(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.append({root!r}); {code}"],
         capture_output=True,

@@ -31,12 +31,10 @@ and :mod:`spiffctl.util.procs` (tests/test_watchdog.py checks the list).
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import select
 import signal
-import subprocess
 import sys
 
 from spiffctl.lease import messages
@@ -196,12 +194,11 @@ class Watchdog:
             self.report(Exited(0, How.FENCED))
             return 0
         try:
-            child = self.spawn(argv, cwd)
+            self.pid = self.spawn(argv, cwd)
         except OSError as e:
             code = 127 if e.errno == errno.ENOENT else 126
             self.report(Failed(code, e.strerror or str(e)))
             return code
-        self.pid = child.pid
         self.report(Started(self.pid))
         while True:
             self.reap()
@@ -226,35 +223,79 @@ class Watchdog:
             if self.child_reports in ready:
                 self.read_child_reports()
 
-    def spawn(self, argv: list[str], cwd: str) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: list[str], cwd: str) -> int:
         """The script, or a warm child with its channel and report fds appended to its arguments."""
         if not self.warm:
-            return subprocess.Popen(argv, cwd=cwd, start_new_session=True, close_fds=True)
+            return spawn(argv, cwd)
         go_r, self.go_w = os.pipe()
         self.child_reports, report_w = os.pipe()
         try:
-            return subprocess.Popen(
-                [*argv, str(go_r), str(report_w)], cwd=cwd, start_new_session=True, pass_fds=(go_r, report_w)
-            )
+            return spawn([*argv, str(go_r), str(report_w)], cwd, keep=(go_r, report_w))
         finally:
             os.close(go_r)
             os.close(report_w)
 
 
+def spawn(argv: list[str], cwd: str, keep: tuple[int, ...] = ()) -> int:
+    """``argv`` in ``cwd`` and a new session, with descriptors 0-2 and ``keep`` only: its pid, or
+    :class:`OSError` when it cannot be executed.
+
+    ``posix_spawn``, not :mod:`subprocess`, which (with the threading it loads) would cost this
+    process ~2 MB for the script's whole life. As ``subprocess.Popen`` does, SIGPIPE and SIGXFSZ,
+    which Python ignores, are reset to their default for the script."""
+    os.chdir(cwd)  # no spawn attribute for it; this process never resolves a relative path
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, fd in keep)
+            except OSError:
+                pass  # the listing's own descriptor, closed by now
+    return os.posix_spawnp(argv[0], argv, os.environ, setsid=True, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+
+
+USAGE = "usage: spiffctl-watchdog --control FD --report FD (--fence T | --warm) --term-grace S --cwd DIR -- COMMAND..."
+VALUED = ("--control", "--report", "--fence", "--term-grace", "--cwd")
+
+
+def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The options and the command after ``--``; :class:`ValueError` saying what is wrong.
+
+    Not argparse: with the re and gettext it loads, it would cost this process ~1 MB for the
+    script's whole life, and spiffctl is its only caller."""
+    options: dict[str, str] = {}
+    rest = list(argv)
+    while rest and rest[0] != "--":
+        name = rest.pop(0)
+        if name == "--warm":
+            options["warm"] = ""
+        elif name in VALUED and rest:
+            options[name[2:]] = rest.pop(0)
+        else:
+            raise ValueError(f"unexpected argument {name!r}")
+    for name in ("control", "report", "term-grace", "cwd"):
+        if name not in options:
+            raise ValueError(f"--{name} is required")
+    if ("warm" in options) == ("fence" in options):
+        raise ValueError("give exactly one of --fence and --warm")
+    if len(rest) < 2:
+        raise ValueError("no command after --")
+    return options, rest[1:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spiffctl-watchdog")
-    parser.add_argument("--control", type=int, required=True)
-    parser.add_argument("--report", type=int, required=True)
-    parser.add_argument("--fence", type=float, help="the lease's local deadline (omit with --warm)")
-    parser.add_argument("--warm", action="store_true", help="a warm child: unfenced until a go message")
-    parser.add_argument("--term-grace", type=float, required=True)
-    parser.add_argument("--cwd", required=True)
-    parser.add_argument("command", nargs="+")
-    args = parser.parse_args(argv)
-    if args.warm == (args.fence is not None):
-        parser.error("give exactly one of --fence and --warm")
-    dog = Watchdog(args.control, args.report, None if args.warm else args.fence, args.term_grace)
-    return dog.run(args.command, args.cwd)
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    try:
+        options, command = parse(args)
+        fence = None if "warm" in options else float(options["fence"])
+        dog = Watchdog(int(options["control"]), int(options["report"]), fence, float(options["term-grace"]))
+    except ValueError as e:
+        print(f"{USAGE}\nspiffctl-watchdog: error: {e}", file=sys.stderr)
+        return 2
+    return dog.run(command, options["cwd"])
 
 
 if __name__ == "__main__":
