@@ -212,7 +212,8 @@ def test_the_watchdog_loads_no_dataclasses_typing_subprocess_or_argparse():
     import spiffctl
 
     root = str(Path(spiffctl.__file__).resolve().parents[1])
-    code = "import sys, spiffctl.lease.watchdog; print(sorted({'dataclasses', 'inspect', 'typing', 'subprocess', 'threading', 'argparse'} & set(sys.modules)))"
+    heavy = {"dataclasses", "inspect", "typing", "subprocess", "threading", "argparse"}
+    code = f"import sys, spiffctl.lease.watchdog; print(sorted({heavy!r} & set(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.append({root!r}); {code}"],
         capture_output=True,
