@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lease_support import Cluster
-from tests.servers import wait_until
+from tests.support.poll import wait_until
+from tests.support.replicas import Cluster
 
 # What the checks and waits before the exec load, and the resident never needs.
 NEVER = (
