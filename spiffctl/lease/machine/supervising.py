@@ -164,8 +164,8 @@ def _watchdog_gone(setup: Setup, s: Supervising, out: list[Action]) -> State:
     if s.child.pid is None:
         # It never reported a start: it could not be run at all, or was killed right away.
         error = internal_error(
-            f"the watchdog exited before it started {setup.names.script} (is spiffctl installed where "
-            "`python -I -m spiffctl.lease.watchdog` finds it?)"
+            f"the watchdog exited before it started {setup.names.script} (can `python -I -S` import "
+            "spiffctl.lease.watchdog from where spiffctl is installed?)"
         )
         return finish(orphaned.common, orphaned.watched, out, SOFTWARE, error)
     out.append(KillGroup(s.child.pid, wait=True))
