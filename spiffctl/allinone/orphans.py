@@ -10,9 +10,10 @@ death as the end of that pipe, which no signal and no thread can miss. Then it s
 it knows as supervisord would: SIGTERM, SIGKILL after the grace. On a normal end supervisord says
 ``done`` first and the watcher just exits.
 
-The watcher is a few lines of POSIX sh (:data:`WATCHER`, ~1 MB resident where a Python watcher
-took 11 MB), in supervisord's process group, the pipe as its standard input; it ignores the
-terminal's and the engine's signals, which are supervisord's to handle: it ends with the pipe.
+The watcher is a few lines of POSIX sh (:data:`WATCHER`: a shell costs a fraction of an
+interpreter's memory, docs/figures.md#p7), in supervisord's process group, the pipe as its
+standard input; it ignores the terminal's and the engine's signals, which are supervisord's to
+handle: it ends with the pipe.
 """
 
 from __future__ import annotations
