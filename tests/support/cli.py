@@ -1,5 +1,5 @@
-"""Helpers for the doctor and healthcheck tests: run the CLI for real, a stand-in backend root,
-a tiny HTTP server. (Local to these tests; the infra branch's conftest brings fuller fixtures.)"""
+"""Running the CLI for real (``Ran``: exit code, output, the doctor JSON checked against its
+schema), a stand-in backend root, a tiny HTTP server."""
 
 from __future__ import annotations
 
