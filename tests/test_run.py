@@ -313,3 +313,13 @@ def test_worker_direct_exec_when_the_venv_has_celery(
     assert start["env"].get(name) == expected
     said = f"{name} is unset and .venv/bin/celery exists: set to true for the worker role"
     assert (said in err) == (expected == "true" and operator is None), err
+
+
+def test_a_split_role_does_not_load_the_all_in_one_package():
+    """``run``'s module imports nothing of ``spiffctl.allinone``: only the all-in-one (which sets
+    ``SPIFFCTL_START_AFTER`` or runs ``--role all``) loads it, inside the call."""
+    code = (
+        "import sys, spiffctl.commands.run; print(sorted(m for m in sys.modules if m.startswith('spiffctl.allinone')))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
