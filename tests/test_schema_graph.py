@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spiffctl.schema import graph as migrations
-from spiffctl.schema.graph import MigrationsError
+from spiffctl.schema.graph import MigrationsError, read_graph
 
 
 def write(root: Path, revision: str, down: object, *, annotated: bool = False, extra: str = "") -> None:
@@ -27,7 +26,7 @@ def write(root: Path, revision: str, down: object, *, annotated: bool = False, e
 def test_linear_history(tmp_path):
     for rev, down in (("a1", None), ("b2", "a1"), ("c3", "b2")):
         write(tmp_path, rev, down)
-    graph = migrations.read(tmp_path)
+    graph = read_graph(tmp_path)
     assert graph.head == "c3"
     assert graph.behind("c3") == 0
     assert graph.behind("b2") == 1
@@ -44,7 +43,7 @@ def test_merge_revision_with_a_tuple_counts_both_branches(tmp_path):
     write(tmp_path, "c", "base")
     write(tmp_path, "merge", ("b", "c"))
     write(tmp_path, "top", "merge", annotated=True)
-    graph = migrations.read(tmp_path)
+    graph = read_graph(tmp_path)
     assert graph.heads == ["top"]
     assert graph.behind("b") == 3  # c, merge, top
     assert graph.behind("c") == 4  # a, b, merge, top
@@ -57,7 +56,7 @@ def test_unmerged_heads_are_reported(tmp_path):
     write(tmp_path, "base", None)
     write(tmp_path, "left", "base")
     write(tmp_path, "right", "base")
-    graph = migrations.read(tmp_path)
+    graph = read_graph(tmp_path)
     assert graph.heads == ["left", "right"]
     with pytest.raises(MigrationsError, match="2 heads"):
         graph.head  # noqa: B018 - the property raises
@@ -65,25 +64,25 @@ def test_unmerged_heads_are_reported(tmp_path):
 
 def test_missing_or_empty_folder(tmp_path):
     with pytest.raises(MigrationsError, match="no migrations/versions folder"):
-        migrations.read(tmp_path)
+        read_graph(tmp_path)
     (tmp_path / "migrations" / "versions").mkdir(parents=True)
     (tmp_path / "migrations" / "versions" / "__init__.py").write_text("")
     with pytest.raises(MigrationsError, match="no migration files"):
-        migrations.read(tmp_path)
+        read_graph(tmp_path)
 
 
 def test_broken_files_are_named(tmp_path):
     write(tmp_path, "a1", None)
     (tmp_path / "migrations" / "versions" / "bad.py").write_text("revision = (\n")
     with pytest.raises(MigrationsError, match=r"cannot read bad\.py"):
-        migrations.read(tmp_path)
+        read_graph(tmp_path)
 
 
 def test_duplicate_revision(tmp_path):
     write(tmp_path, "a1", None)
     (tmp_path / "migrations" / "versions" / "copy.py").write_text("revision = 'a1'\ndown_revision = None\n")
     with pytest.raises(MigrationsError, match="defined twice"):
-        migrations.read(tmp_path)
+        read_graph(tmp_path)
 
 
 def test_long_history_is_iterative(tmp_path):
@@ -92,6 +91,6 @@ def test_long_history_is_iterative(tmp_path):
     for i in range(1500):
         write(tmp_path, f"r{i:04d}", previous)
         previous = f"r{i:04d}"
-    graph = migrations.read(tmp_path)
+    graph = read_graph(tmp_path)
     assert graph.head == "r1499"
     assert graph.behind("r0000") == 1499

@@ -22,8 +22,7 @@ from spiffctl import log, state
 from spiffctl.config.settings import load
 from spiffctl.launch import child_env, exec_script, prepare, say, script_path
 from spiffctl.roles import START_AFTER, get_role
-from spiffctl.schema import revision as schema
-from spiffctl.schema import upgrade as migrate
+from spiffctl.schema import revision, upgrade
 from spiffctl.stopping import closing_line
 from spiffctl.wait import wait_for
 
@@ -52,13 +51,13 @@ def run(role_name: str, *, backend_dir: Path | None, wait_timeout: float, wait: 
         lease = guard.lease_for_role(settings, role)
         start = start_mode(settings.env, settings.backend_dir)
     # Read before any waiting: a bad value is a configuration error now, not after a minute.
-    schema_timeout = schema.timeout(settings.env)
+    schema_timeout = revision.timeout(settings.env)
     if wait:
         with closing_line(f"the {role.name} script was"):
             needed = [e for need in role.needs if (e := settings.endpoint(need)) is not None]
             state.set_waiting(f"its dependencies ({', '.join(e.need.value for e in needed if e.need)})")
             wait_for(needed, wait_timeout, say=say, redactor=settings.redactor)
-            migrate.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
+            upgrade.prepare(settings, role, env, schema_timeout, say=say, waiting=state.set_waiting)
             if settings.env.get(START_AFTER):
                 # Only the all-in-one sets it: a split role never loads the all-in-one package.
                 from spiffctl.allinone import gate

@@ -66,7 +66,7 @@ class Graph:
         return len(pending)
 
 
-def read(backend_dir: Path) -> Graph:
+def read_graph(backend_dir: Path) -> Graph:
     """The migration graph of the backend rooted at ``backend_dir``."""
     folder = backend_dir / VERSIONS
     if not folder.is_dir():

@@ -21,7 +21,7 @@ from spiffctl.config import variables
 from spiffctl.config.settings import Endpoint
 from spiffctl.databases.dbapi import RevisionError
 from spiffctl.probes import Status
-from spiffctl.schema import graph as migrations
+from spiffctl.schema.graph import Graph
 from spiffctl.util import bounded, poll
 from spiffctl.util.errors import CONFIG, SpiffctlError, UnavailableError
 from spiffctl.wait import Say, describe, waiting_event
@@ -54,7 +54,7 @@ class SchemaState:
         return f"{at}, head {self.head}, {left}"
 
 
-def state_of(graph: migrations.Graph, revision: str) -> SchemaState:
+def state_of(graph: Graph, revision: str) -> SchemaState:
     known = not revision or revision in graph
     return SchemaState(revision, graph.head, graph.behind(revision) if known else 0, known)
 
@@ -150,7 +150,7 @@ def migration_holder(endpoint: Endpoint) -> str:
 
 def wait_for_head(
     endpoint: Endpoint,
-    graph: migrations.Graph,
+    graph: Graph,
     timeout: float,
     *,
     say: Say,

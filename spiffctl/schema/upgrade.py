@@ -41,8 +41,8 @@ from spiffctl import databases
 from spiffctl.config.settings import Endpoint, P, Settings
 from spiffctl.databases.sessions import SessionLock
 from spiffctl.roles import Need, Role
-from spiffctl.schema import graph as migrations
-from spiffctl.schema import revision as schema
+from spiffctl.schema import revision
+from spiffctl.schema.graph import Graph, MigrationsError, read_graph
 from spiffctl.util import poll, prctl, procs
 from spiffctl.util.errors import NOT_EXECUTABLE, NOT_FOUND, SpiffctlError, UnavailableError
 from spiffctl.util.redact import Redactor, redact_urls_in_bytes
@@ -87,11 +87,11 @@ def prepare(
         say(f"{UPGRADE_DB}=true overridden to false for the {role.name} script: the schema is at head")
         return
     try:
-        graph = migrations.read(settings.backend_dir)
-    except migrations.MigrationsError as e:
+        graph = read_graph(settings.backend_dir)
+    except MigrationsError as e:
         say(f"warning: cannot read this image's migrations ({e}); the {role.name} script waits for the schema")
         return
-    schema.wait_for_head(db, graph, timeout, say=say, waiting=waiting)
+    revision.wait_for_head(db, graph, timeout, say=say, waiting=waiting)
 
 
 def upgrade(
@@ -106,13 +106,13 @@ def upgrade(
 ) -> None:
     """Bring the schema to head, once across replicas; return when it is there. Raises on failure."""
     try:
-        graph: migrations.Graph | None = migrations.read(backend_dir)
-    except migrations.MigrationsError as e:
+        graph: Graph | None = read_graph(backend_dir)
+    except MigrationsError as e:
         # Without the graph nothing tells "at head" from "behind": every replica takes its turn
         # under the lock and lets Alembic decide (an app start each), still never at once.
         say(f"warning: cannot read this image's migrations ({e}); every replica runs the upgrade in turn")
         graph = None
-    reader = schema.RevisionReader(endpoint)
+    reader = revision.RevisionReader(endpoint)
     try:
         state = _read(reader, graph, endpoint)
         if state is not None and state.at_head:
@@ -139,32 +139,30 @@ def upgrade(
         reader.close()
 
 
-def _read(
-    reader: schema.RevisionReader, graph: migrations.Graph | None, endpoint: Endpoint
-) -> schema.SchemaState | None:
+def _read(reader: revision.RevisionReader, graph: Graph | None, endpoint: Endpoint) -> revision.SchemaState | None:
     try:
-        revision = reader.read()
-    except schema.Unreadable as e:
-        raise schema.unreadable(endpoint, e.detail) from None
+        current = reader.read()
+    except revision.Unreadable as e:
+        raise revision.unreadable(endpoint, e.detail) from None
     if graph is None:
         return None
-    state = schema.state_of(graph, revision)
+    state = revision.state_of(graph, current)
     if not state.known:
-        raise schema.unknown_revision(state)
+        raise revision.unknown_revision(state)
     return state
 
 
 def _acquire(
     endpoint: Endpoint,
-    reader: schema.RevisionReader,
-    graph: migrations.Graph | None,
+    reader: revision.RevisionReader,
+    graph: Graph | None,
     timeout: float,
     *,
     say: Say,
     waiting: Callable[[str], None],
 ) -> SessionLock | None:
     """The lock, or ``None`` when the schema reached head while we waited for it."""
-    lock = databases.of(endpoint).open_lock(endpoint, LOCK, schema.READ_TIMEOUT)
+    lock = databases.of(endpoint).open_lock(endpoint, LOCK, revision.READ_TIMEOUT)
 
     def attempt() -> SessionLock | poll.Pending[str] | None:
         if lock.try_acquire():
@@ -194,7 +192,7 @@ def _acquire(
     def timed_out(where: str, waited: float) -> UnavailableError:
         return UnavailableError(
             f"the migration lock is still held by {holder()} after {timeout:g} s ({where}); check that "
-            f"replica, or raise {schema.TIMEOUT_VAR} if its migration is just long"
+            f"replica, or raise {revision.TIMEOUT_VAR} if its migration is just long"
         )
 
     try:

@@ -11,7 +11,7 @@ from spiffctl.config.settings import Endpoint, P
 from spiffctl.doctor.engine import Context, Result, fail, ok, skip, warn
 from spiffctl.probes import Outcome, Status
 from spiffctl.roles import Need
-from spiffctl.schema import graph as migrations
+from spiffctl.schema.graph import MigrationsError, read_graph
 from spiffctl.wait import describe
 
 NAME = "database"
@@ -84,9 +84,9 @@ def unreachable_hint(detail: str, permanent: bool, server: str, variable: str) -
 def schema(ctx: Context, current: str, db: Endpoint) -> Result:
     """``at head``, ``migration in progress``, ``behind (N migrations)``, ``empty`` or ``unknown``."""
     try:
-        graph = migrations.read(ctx.settings.backend_dir)
+        graph = read_graph(ctx.settings.backend_dir)
         head = graph.head
-    except migrations.MigrationsError as e:
+    except MigrationsError as e:
         at = f"database at {current}" if current else "database empty"
         return warn(SCHEMA, f"unknown: {e} ({at})", "point --backend-dir (SPIFFCTL_BACKEND_DIR) at the backend root")
     if current == head:
