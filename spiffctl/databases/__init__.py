@@ -9,7 +9,7 @@ or :func:`of` for it instead of testing the kind.
 Modules are imported on first use and kept, and each imports its driver only when it connects,
 so a process pays for the kinds (and drivers) it uses and no other. Adding a kind is one module
 (or sub-package) plus one line in :data:`NAMES` (and, for the operator to name it, its URI scheme
-in :mod:`spiffctl.config.settings`).
+in :mod:`spiffctl.config.database_uri`).
 """
 
 from __future__ import annotations
